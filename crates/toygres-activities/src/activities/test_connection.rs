@@ -1,0 +1,39 @@
+//! Connects to an instance with its own credentials and runs `SELECT version()`.
+
+use crate::error::{ActivityError, ErrorCode};
+use crate::probe::{ConnectTarget, server_version};
+use crate::registry::ActivityDeps;
+use crate::types::{TestConnectionInput, TestConnectionOutput};
+use duroxide::ActivityContext;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Activity name. Input [`TestConnectionInput`], output [`TestConnectionOutput`]. Read-only.
+pub const NAME: &str = "toygres-activities::activity::test-connection";
+
+/// Proves the instance is usable the way its owner will use it.
+pub async fn run(
+    deps: Arc<ActivityDeps>,
+    _ctx: ActivityContext,
+    input: TestConnectionInput,
+) -> Result<TestConnectionOutput, String> {
+    let password = deps
+        .secret_key
+        .open(&input.sealed_password)
+        .map_err(|error| {
+            ActivityError::permanent(ErrorCode::SecretUnavailable, error.to_string())
+        })?;
+    let target = ConnectTarget {
+        host: input.host,
+        port: input.port,
+        user: input.user,
+        database: input.database,
+        password,
+    };
+    let server_version = server_version(&target, Duration::from_millis(input.timeout_ms))
+        .await
+        .map_err(|error| {
+            ActivityError::transient(ErrorCode::ConnectionFailed, format!("{target:?}: {error}"))
+        })?;
+    Ok(TestConnectionOutput { server_version })
+}

@@ -1,0 +1,170 @@
+//! An embedded PostgreSQL cluster: the control-plane database of the embedded default, and the
+//! throwaway database server of the tests.
+//!
+//! It listens on a unix socket only (no TCP port to collide with), trusts only that socket
+//! (mode 0700), and outlives the process that started it: the next start finds it running and
+//! reuses it. A file lock serializes processes that start it at the same time.
+
+use crate::backend::local::PgBinaries;
+use crate::pgcluster::{AuthMethod, ClusterError, ClusterStatus, Listen, PgCluster};
+use crate::privilege::RunAs;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The longest unix socket path PostgreSQL accepts, less room for `.s.PGSQL.5432`.
+const MAX_SOCKET_DIR_LEN: usize = 90;
+
+/// A failure to start or reach the embedded cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// No PostgreSQL binaries are installed.
+    #[error("no PostgreSQL server binaries found; install postgresql or set TOYGRES_PG_BIN_DIR")]
+    NoBinaries,
+    /// Driving the cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The lock file could not be taken.
+    #[error("lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// It did not accept connections in time.
+    #[error(
+        "the embedded PostgreSQL in {0} did not accept connections within 60 s (see its postgres.log)"
+    )]
+    NotReady(String),
+}
+
+/// A running embedded cluster.
+#[derive(Debug, Clone)]
+pub struct EmbeddedPostgres {
+    cluster: PgCluster,
+    socket_dir: PathBuf,
+}
+
+impl EmbeddedPostgres {
+    /// Initializes (first time) and starts the cluster under `dir`, or reuses it when it runs.
+    pub async fn ensure_running(dir: &Path, bin_dir: Option<&Path>) -> Result<Self, EmbeddedError> {
+        let binaries = PgBinaries::discover(bin_dir);
+        let version = binaries.newest().ok_or(EmbeddedError::NoBinaries)?;
+        let bin_dir = binaries
+            .bin_dir(&version)
+            .ok_or(EmbeddedError::NoBinaries)?
+            .to_path_buf();
+        let run_as = RunAs::detect().map_err(ClusterError::from)?;
+        let dir = std::path::absolute(dir).map_err(|source| ClusterError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let _lock = FileLock::acquire(&dir.join("embedded.lock")).await?;
+        let socket_dir = socket_dir_for(&dir);
+        let cluster = PgCluster {
+            bin_dir,
+            data_dir: dir.join("data"),
+            log_file: dir.join("postgres.log"),
+            listen: Listen::Socket {
+                dir: socket_dir.clone(),
+            },
+            run_as,
+        };
+        cluster.ensure_owned_dir(&dir)?;
+        run_as
+            .check_reachable(&cluster.data_dir)
+            .map_err(ClusterError::from)?;
+        cluster.init(AuthMethod::TrustSocketOnly, None).await?;
+        cluster.ensure_owned_dir(&socket_dir)?;
+        if cluster.status().await? != ClusterStatus::Running {
+            cluster.start().await?;
+        }
+        if !cluster.wait_accepting(Duration::from_secs(60)).await? {
+            return Err(EmbeddedError::NotReady(dir.display().to_string()));
+        }
+        Ok(Self {
+            cluster,
+            socket_dir,
+        })
+    }
+
+    /// A connection URL for `database` as the `postgres` superuser, over the unix socket.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            self.socket_dir.display()
+        )
+    }
+
+    /// Stops the cluster (fast shutdown).
+    pub async fn stop(&self) -> Result<(), EmbeddedError> {
+        Ok(self.cluster.stop().await?)
+    }
+}
+
+/// `<dir>/run`, or a short folder under /tmp when that path is too long for a unix socket.
+fn socket_dir_for(dir: &Path) -> PathBuf {
+    let preferred = dir.join("run");
+    if preferred.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
+        return preferred;
+    }
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    std::env::temp_dir().join(format!("toygres-{:016x}", hasher.finish()))
+}
+
+/// An exclusive advisory lock on a file, released when dropped.
+struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    async fn acquire(path: &Path) -> Result<Self, EmbeddedError> {
+        let error = |source| EmbeddedError::Lock {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(error)?;
+        loop {
+            // SAFETY: flock on a file descriptor we own; LOCK_NB never blocks.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Self { _file: file });
+            }
+            let last = std::io::Error::last_os_error();
+            if last.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(error(last));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_get_a_short_socket_dir() {
+        let short = socket_dir_for(Path::new("/tmp/x"));
+        assert_eq!(short, Path::new("/tmp/x/run"));
+        let long_dir = PathBuf::from(format!("/tmp/{}", "d".repeat(120)));
+        let fallback = socket_dir_for(&long_dir);
+        assert!(fallback.as_os_str().len() <= MAX_SOCKET_DIR_LEN);
+        assert_eq!(
+            fallback,
+            socket_dir_for(&long_dir),
+            "the fallback is stable"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Inputs and outputs of the activities. Passwords only ever appear sealed.
+
+use crate::error::ActivityError;
+use crate::model::InstanceState;
+use crate::seal::SealedSecret;
+use crate::validation::InstanceName;
+use serde::{Deserialize, Serialize};
+
+/// Input of `deploy-postgres`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployInput {
+    /// Instance name.
+    pub name: InstanceName,
+    /// Instance incarnation id.
+    pub uid: String,
+    /// Major PostgreSQL version.
+    pub postgres_version: String,
+    /// Storage in GiB.
+    pub storage_gb: u32,
+    /// The sealed superuser password.
+    pub sealed_password: SealedSecret,
+}
+
+/// Output of `deploy-postgres`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeployOutput {
+    /// True when existing resources were adopted instead of created.
+    pub adopted: bool,
+}
+
+/// Input of `wait-for-ready`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitForReadyInput {
+    /// Instance name.
+    pub name: InstanceName,
+    /// How long the activity itself waits before reporting not-ready.
+    pub wait_ms: u64,
+}
+
+/// Output of `wait-for-ready`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaitForReadyOutput {
+    /// Whether the instance accepts connections.
+    pub ready: bool,
+    /// What was seen when not ready.
+    pub detail: Option<String>,
+}
+
+/// Input of `get-connection-strings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionInfoInput {
+    /// Instance name.
+    pub name: InstanceName,
+    /// User to connect as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+}
+
+/// Output of `get-connection-strings`: how to reach the instance (never with a password).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `postgresql://user@host:port/database`, without the password.
+    pub connection_uri: String,
+}
+
+/// Input of `test-connection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestConnectionInput {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User to connect as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+    /// The sealed password.
+    pub sealed_password: SealedSecret,
+    /// Connect-and-query timeout.
+    pub timeout_ms: u64,
+}
+
+/// Output of `test-connection`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestConnectionOutput {
+    /// What `SELECT version()` answered.
+    pub server_version: String,
+}
+
+/// Input of `delete-postgres`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletePostgresInput {
+    /// Instance name.
+    pub name: InstanceName,
+}
+
+/// Input of `start-operation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartOperationInput {
+    /// The operation.
+    pub operation_id: String,
+}
+
+/// Input of `transition-instance`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransitionInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The operation holding the instance.
+    pub operation_id: String,
+    /// The target state.
+    pub to: InstanceState,
+    /// Why, for the audit trail.
+    pub message: String,
+}
+
+/// Output of the conditional metadata activities.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Applied {
+    /// False when the row was no longer in a state the change may follow (a no-op).
+    pub applied: bool,
+}
+
+/// Input of `complete-create`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompleteCreateInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The create operation.
+    pub operation_id: String,
+    /// Where the instance runs.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The operation result shown to users.
+    pub result: serde_json::Value,
+}
+
+/// Input of `complete-delete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompleteDeleteInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The delete operation.
+    pub operation_id: String,
+}
+
+/// Input of `fail-operation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailOperationInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The failed operation.
+    pub operation_id: String,
+    /// The step that failed.
+    pub step: String,
+    /// What went wrong.
+    pub error: ActivityError,
+    /// What was cleaned up, appended to the audit event.
+    pub cleanup_note: String,
+}
+
+/// Input of `cancel-operation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CancelOperationInput {
+    /// The operation (and orchestration) to cancel.
+    pub operation_id: String,
+    /// Why, recorded on the canceled operation.
+    pub reason: String,
+    /// How long the activity waits for the orchestration to stop before reporting back.
+    pub wait_ms: u64,
+}
+
+/// Output of `cancel-operation`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CancelOperationOutput {
+    /// Whether the canceled orchestration has stopped.
+    pub stopped: bool,
+}

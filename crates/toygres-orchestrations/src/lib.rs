@@ -1,0 +1,13 @@
+//! Deterministic Toygres workflows. They compose the activities of `toygres-activities` and do
+//! no I/O, read no clock and draw no randomness except through the Duroxide context.
+//!
+//! - [`names`]: orchestration names (`toygres-orchestrations::orchestration::{name}`).
+//! - [`types`]: typed inputs, outputs and the progress custom status.
+//! - [`orchestrations`]: one module per workflow.
+//! - [`registry`]: builds the registry with `create_orchestration_registry`.
+
+pub mod names;
+pub mod orchestrations;
+pub mod registry;
+mod steps;
+pub mod types;

@@ -1,0 +1,9 @@
+//! Orchestration names, following Duroxide's cross-crate convention.
+
+/// Creates an instance. Input [`crate::types::CreateInstanceInput`], output
+/// [`crate::types::CreateInstanceOutput`].
+pub const CREATE_INSTANCE: &str = "toygres-orchestrations::orchestration::create-instance";
+
+/// Deletes an instance (cancelling a create still in progress first). Input
+/// [`crate::types::DeleteInstanceInput`], output `()`.
+pub const DELETE_INSTANCE: &str = "toygres-orchestrations::orchestration::delete-instance";

@@ -1,0 +1,4 @@
+//! The workflows, one module each.
+
+pub mod create_instance;
+pub mod delete_instance;

@@ -1,0 +1,13 @@
+//! The orchestration registry.
+
+use crate::names;
+use crate::orchestrations::{create_instance, delete_instance};
+use duroxide::OrchestrationRegistry;
+
+/// Builds the registry of every Toygres workflow.
+pub fn create_orchestration_registry() -> OrchestrationRegistry {
+    OrchestrationRegistry::builder()
+        .register_typed(names::CREATE_INSTANCE, create_instance::run)
+        .register_typed(names::DELETE_INSTANCE, delete_instance::run)
+        .build()
+}

@@ -1,0 +1,120 @@
+//! Running one activity as a workflow step: typed, with a per-attempt deadline, retries of
+//! retryable errors only, and progress published as the custom status.
+
+use crate::types::Progress;
+use duroxide::{Either2, OrchestrationContext};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use toygres_activities::error::{ActivityError, ErrorCode};
+
+/// How a step is run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepPolicy {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Deadline of one attempt; past it the step fails with `deadline_exceeded`.
+    pub timeout: Option<Duration>,
+}
+
+impl StepPolicy {
+    /// `attempts` attempts, each with a deadline.
+    pub fn retried(attempts: u32, timeout: Duration) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            timeout: Some(timeout),
+        }
+    }
+}
+
+/// Backoff before retry `attempt` (1-based): 250 ms doubling, at most 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)))
+        .min(Duration::from_secs(8))
+}
+
+/// Publishes `step` as the workflow's progress.
+pub(crate) fn report(ctx: &OrchestrationContext, step: &str, done: u32, total: u32) {
+    let progress = Progress {
+        step: step.to_string(),
+        done,
+        total,
+    };
+    if let Ok(json) = serde_json::to_string(&progress) {
+        ctx.set_custom_status(json);
+    }
+}
+
+/// Runs activity `name` under `policy` and decodes its output.
+pub(crate) async fn call<In: Serialize, Out: DeserializeOwned>(
+    ctx: &OrchestrationContext,
+    name: &str,
+    input: &In,
+    policy: StepPolicy,
+) -> Result<Out, ActivityError> {
+    let payload = serde_json::to_string(input)
+        .map_err(|error| ActivityError::permanent(ErrorCode::Internal, error.to_string()))?;
+    let mut attempt = 1;
+    loop {
+        let activity = ctx.schedule_activity(name, payload.clone());
+        let outcome = match policy.timeout {
+            None => activity.await,
+            Some(limit) => match ctx.select2(activity, ctx.schedule_timer(limit)).await {
+                Either2::First(outcome) => outcome,
+                Either2::Second(()) => {
+                    let seconds = limit.as_secs_f64();
+                    return Err(ActivityError::permanent(
+                        ErrorCode::DeadlineExceeded,
+                        format!("{} did not finish within {seconds:.0} s", short_name(name)),
+                    ));
+                }
+            },
+        };
+        match outcome {
+            Ok(raw) => {
+                return serde_json::from_str(&raw).map_err(|error| {
+                    ActivityError::permanent(ErrorCode::Internal, error.to_string())
+                });
+            }
+            Err(raw) => {
+                let error = ActivityError::decode(&raw);
+                if !error.retryable || attempt >= policy.attempts {
+                    return Err(error);
+                }
+                ctx.trace_warn(format!(
+                    "{} attempt {attempt}/{} failed: {error}; retrying",
+                    short_name(name),
+                    policy.attempts
+                ));
+                ctx.schedule_timer(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The last path segment of an activity name (`deploy-postgres`).
+fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(30), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn short_names() {
+        assert_eq!(
+            short_name("toygres-activities::activity::deploy-postgres"),
+            "deploy-postgres"
+        );
+        assert_eq!(short_name("plain"), "plain");
+    }
+}

@@ -1,0 +1,108 @@
+//! Inputs, outputs and the progress custom status of the workflows.
+
+use serde::{Deserialize, Serialize};
+use toygres_activities::seal::SealedSecret;
+use toygres_activities::validation::InstanceName;
+
+/// Deadlines and retry budgets of a create; chosen by the server so replays see the same values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateLimits {
+    /// How long the instance may take to accept connections after deploy.
+    pub ready_timeout_ms: u64,
+    /// How long one deploy attempt may take.
+    pub deploy_timeout_ms: u64,
+    /// Connect-and-query timeout of the connection test.
+    pub probe_timeout_ms: u64,
+    /// Attempts of a step whose errors are retryable.
+    pub step_attempts: u32,
+}
+
+impl Default for CreateLimits {
+    fn default() -> Self {
+        Self {
+            ready_timeout_ms: 120_000,
+            deploy_timeout_ms: 300_000,
+            probe_timeout_ms: 10_000,
+            step_attempts: 3,
+        }
+    }
+}
+
+/// Input of the create-instance workflow. The password is sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateInstanceInput {
+    /// The operation (also this orchestration's instance id).
+    pub operation_id: String,
+    /// The instance's metadata id.
+    pub instance_id: i64,
+    /// The instance's incarnation id.
+    pub uid: String,
+    /// Instance name.
+    pub name: InstanceName,
+    /// Major PostgreSQL version.
+    pub postgres_version: String,
+    /// Storage in GiB.
+    pub storage_gb: u32,
+    /// Superuser to connect as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+    /// The sealed superuser password.
+    pub sealed_password: SealedSecret,
+    /// Deadlines and retry budgets.
+    pub limits: CreateLimits,
+}
+
+/// Output of the create-instance workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateInstanceOutput {
+    /// Where the instance listens.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// What `SELECT version()` answered.
+    pub server_version: String,
+}
+
+/// Input of the delete-instance workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteInstanceInput {
+    /// The operation (also this orchestration's instance id).
+    pub operation_id: String,
+    /// The instance's metadata id.
+    pub instance_id: i64,
+    /// Instance name.
+    pub name: InstanceName,
+    /// A create still in progress, to cancel before deleting.
+    pub cancels_operation_id: Option<String>,
+    /// Attempts of the backend delete before the operation fails.
+    pub delete_attempts: u32,
+}
+
+/// The custom status every workflow publishes: the current step and progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Progress {
+    /// The step running now.
+    pub step: String,
+    /// Steps done.
+    pub done: u32,
+    /// Steps in all.
+    pub total: u32,
+}
+
+/// Step names of create-instance, in order.
+pub const CREATE_STEPS: [&str; 5] = [
+    "deploy",
+    "wait_ready",
+    "connection_info",
+    "test_connection",
+    "finalize",
+];
+
+/// Step names of delete-instance, in order.
+pub const DELETE_STEPS: [&str; 4] = [
+    "cancel_create",
+    "mark_deleting",
+    "delete_resources",
+    "finalize",
+];

@@ -1,0 +1,448 @@
+//! The create and delete workflows on the Duroxide runtime (duroxide-pg on a real PostgreSQL)
+//! with the real local backend: real `postgres` processes, real ports, real data dirs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use toygres_activities::backend::Backend;
+use toygres_activities::backend::local::{LocalBackend, LocalConfig};
+use toygres_activities::metadata::MetadataStore;
+use toygres_activities::model::{Expose, InstanceState, OperationStatus};
+use toygres_activities::registry::ActivityDeps;
+use toygres_activities::seal::SecretKey;
+use toygres_activities::testkit;
+use toygres_activities::validation::InstanceName;
+use toygres_orchestrations::types::CreateLimits;
+use toygres_server::runtime::{RuntimeSettings, Workflows, open_store};
+use toygres_server::service::{ControlPlane, CreateRequest};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const OPERATION_LIMIT: Duration = Duration::from_secs(120);
+
+struct Harness {
+    plane: ControlPlane,
+    workflows: Option<Workflows>,
+    backend: LocalBackend,
+    deps: ActivityDeps,
+    database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(
+        test: &str,
+        backend_override: Option<Arc<dyn Backend>>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let dir = testkit::shared_tempdir()?;
+        let database_url = testkit::fresh_database().await?;
+        let metadata = MetadataStore::connect(&database_url, 5).await?;
+        metadata.migrate().await?;
+        let backend = LocalBackend::new(LocalConfig {
+            root: dir.path().join("instances"),
+            bin_dir: None,
+            ports: testkit::port_range_for(test, 20),
+        })?;
+        let secret_key = SecretKey::generate();
+        let deps = ActivityDeps {
+            backend: backend_override.unwrap_or_else(|| Arc::new(backend.clone())),
+            metadata: metadata.clone(),
+            secret_key: secret_key.clone(),
+        };
+        let workflows = Workflows::start(
+            open_store(&database_url).await?,
+            deps.clone(),
+            &RuntimeSettings::default(),
+        )
+        .await;
+        let plane = ControlPlane {
+            metadata,
+            client: workflows.client.clone(),
+            backend_kind: "local".into(),
+            versions: backend.versions(),
+            secret_key,
+            create_limits: CreateLimits {
+                ready_timeout_ms: 30_000,
+                ..CreateLimits::default()
+            },
+            delete_attempts: 3,
+        };
+        Ok(Self {
+            plane,
+            workflows: Some(workflows),
+            backend,
+            deps,
+            database_url,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the runtime (as a crash or shutdown would) and starts a new one on the same store.
+    async fn restart_runtime(&mut self) -> TestResult {
+        if let Some(workflows) = self.workflows.take() {
+            workflows.shutdown(Duration::from_millis(100)).await;
+        }
+        let workflows = Workflows::start(
+            open_store(&self.database_url).await?,
+            self.deps.clone(),
+            &RuntimeSettings::default(),
+        )
+        .await;
+        self.plane.client = workflows.client.clone();
+        self.workflows = Some(workflows);
+        Ok(())
+    }
+
+    fn instance_dir(&self, name: &str) -> PathBuf {
+        self.backend.root().join(name)
+    }
+
+    async fn count_live(&self, name: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM instances WHERE name = $1 AND state <> 'deleted'")
+            .bind(name)
+            .fetch_one(self.plane.metadata.pool())
+            .await
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Never leave postgres processes behind, whatever the test did.
+        let backend = self.backend.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                for name in backend.list_owned().await.unwrap_or_default() {
+                    let _ = backend.delete(&name).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn request(
+    name: &str,
+    password: Option<&str>,
+) -> Result<CreateRequest, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(CreateRequest {
+        name: InstanceName::parse(name)?,
+        password: password.map(str::to_string),
+        postgres_version: None,
+        storage_gb: 1,
+        expose: Expose::Internal,
+        dns_label: None,
+        idempotency: None,
+    })
+}
+
+async fn query_with_password(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("postgres")
+        .password(password)
+        .connect_timeout(Duration::from_secs(5))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    let row = client.query_one("SELECT 40 + 2", &[]).await?;
+    row.try_get(0)
+}
+
+fn port_is_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_connect_delete_round_trip() -> TestResult {
+    let harness = Harness::start("create_connect_delete_round_trip", None).await?;
+    let accepted = harness.plane.create(request("orders-db", None)?).await?;
+    assert_eq!(accepted.password.len(), 32);
+    let done = harness
+        .plane
+        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    let result = done.record.result.clone().unwrap_or_default();
+    assert!(
+        result["server_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("PostgreSQL")),
+        "{result}"
+    );
+    assert!(result["elapsed_ms"].as_i64().is_some());
+
+    let instance = harness
+        .plane
+        .metadata
+        .live_instance("orders-db")
+        .await?
+        .ok_or("instance missing")?;
+    assert_eq!(instance.state, InstanceState::Running);
+    let port = u16::try_from(instance.port.ok_or("no port")?)?;
+    assert_eq!(query_with_password(port, &accepted.password).await?, 42);
+    assert!(
+        query_with_password(port, "wrong-password-123")
+            .await
+            .is_err(),
+        "scram must refuse a wrong password"
+    );
+    assert!(!instance.sealed_password.contains(&accepted.password));
+
+    let deleted = harness
+        .plane
+        .delete(&InstanceName::parse("orders-db")?, None)
+        .await?;
+    let done = harness
+        .plane
+        .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    let gone = harness
+        .plane
+        .metadata
+        .latest_instance("orders-db")
+        .await?
+        .ok_or("row missing")?;
+    assert_eq!(gone.state, InstanceState::Deleted);
+    assert!(gone.deleted_at.is_some());
+    assert!(!port_is_open(port), "the port must be closed after delete");
+    assert!(
+        !harness.instance_dir("orders-db").exists(),
+        "the data dir must be gone"
+    );
+
+    let events: Vec<String> = harness
+        .plane
+        .metadata
+        .events(gone.id, None, 50)
+        .await?
+        .items
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert!(
+        events.iter().any(|m| m.starts_with("running")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m.starts_with("deleting")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m.starts_with("deleted")),
+        "{events:?}"
+    );
+
+    // The name is free again once the instance is deleted.
+    let again = harness
+        .plane
+        .create(request("orders-db", Some("another-password-1"))?)
+        .await?;
+    let done = harness
+        .plane
+        .wait_terminal(&again.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_create_started_twice_yields_one_instance() -> TestResult {
+    let harness = Harness::start("the_same_create_started_twice_yields_one_instance", None).await?;
+    let accepted = harness
+        .plane
+        .create(request("twice", Some("twice-password-1"))?)
+        .await?;
+    // Start the very same operation's workflow again, as a retried request or the reconciler might.
+    harness
+        .plane
+        .try_start_workflow(&accepted.instance, &accepted.operation.record)
+        .await
+        .ok();
+    harness
+        .plane
+        .start_workflow(&accepted.instance, &accepted.operation.record)
+        .await;
+    let done = harness
+        .plane
+        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    assert_eq!(harness.count_live("twice").await?, 1);
+    assert_eq!(harness.backend.list_owned().await?.len(), 1);
+    let port = u16::try_from(
+        harness
+            .plane
+            .metadata
+            .live_instance("twice")
+            .await?
+            .and_then(|i| i.port)
+            .ok_or("no port")?,
+    )?;
+    assert_eq!(query_with_password(port, "twice-password-1").await?, 42);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_survives_a_runtime_restart_mid_way() -> TestResult {
+    let mut harness = Harness::start("a_create_survives_a_runtime_restart_mid_way", None).await?;
+    let accepted = harness
+        .plane
+        .create(request("resilient", Some("resilient-pass-1"))?)
+        .await?;
+    let id = accepted.operation.record.id.clone();
+    // Wait until the workflow is past its first step, then stop the runtime under it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = harness.plane.operation(&id).await?;
+        if view.step.is_some()
+            || view.status.is_terminal()
+            || tokio::time::Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    harness.restart_runtime().await?;
+    let done = harness.plane.wait_terminal(&id, OPERATION_LIMIT).await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    assert_eq!(harness.count_live("resilient").await?, 1);
+    assert_eq!(harness.backend.list_owned().await?.len(), 1);
+    let port = u16::try_from(
+        harness
+            .plane
+            .metadata
+            .live_instance("resilient")
+            .await?
+            .and_then(|i| i.port)
+            .ok_or("no port")?,
+    )?;
+    assert_eq!(query_with_password(port, "resilient-pass-1").await?, 42);
+    Ok(())
+}
+
+/// A backend whose deploy creates real resources and then fails, to prove cleanup.
+#[derive(Debug)]
+struct FailingDeploy(LocalBackend);
+
+#[async_trait::async_trait]
+impl Backend for FailingDeploy {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+    fn versions(&self) -> Vec<String> {
+        self.0.versions()
+    }
+    async fn deploy(
+        &self,
+        spec: &toygres_activities::backend::DeploySpec,
+    ) -> Result<toygres_activities::backend::DeployOutcome, toygres_activities::backend::BackendError>
+    {
+        self.0.deploy(spec).await?;
+        Err(toygres_activities::backend::BackendError::Permanent(
+            "injected: the deploy failed after creating resources".into(),
+        ))
+    }
+    async fn readiness(
+        &self,
+        name: &InstanceName,
+    ) -> Result<toygres_activities::backend::Readiness, toygres_activities::backend::BackendError>
+    {
+        self.0.readiness(name).await
+    }
+    async fn endpoint(
+        &self,
+        name: &InstanceName,
+    ) -> Result<toygres_activities::backend::Endpoint, toygres_activities::backend::BackendError>
+    {
+        self.0.endpoint(name).await
+    }
+    async fn delete(
+        &self,
+        name: &InstanceName,
+    ) -> Result<(), toygres_activities::backend::BackendError> {
+        self.0.delete(name).await
+    }
+    async fn list_owned(
+        &self,
+    ) -> Result<Vec<InstanceName>, toygres_activities::backend::BackendError> {
+        self.0.list_owned().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_ends_failed_and_leaves_nothing_behind() -> TestResult {
+    let test = "a_failed_deploy_ends_failed_and_leaves_nothing_behind";
+    let dir = testkit::shared_tempdir()?;
+    let inner = LocalBackend::new(LocalConfig {
+        root: dir.path().join("instances"),
+        bin_dir: None,
+        ports: testkit::port_range_for(test, 20),
+    })?;
+    let harness = Harness::start(test, Some(Arc::new(FailingDeploy(inner.clone())))).await?;
+    let accepted = harness.plane.create(request("doomed", None)?).await?;
+    let done = harness
+        .plane
+        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Failed);
+    let error = done.error.ok_or("no error")?;
+    assert_eq!(error.code.as_str(), "deploy_failed");
+    assert!(error.message.contains("injected"), "{}", error.message);
+    assert_eq!(done.step.as_deref(), Some("deploy"));
+    let instance = harness
+        .plane
+        .metadata
+        .live_instance("doomed")
+        .await?
+        .ok_or("row missing")?;
+    assert_eq!(instance.state, InstanceState::Failed);
+    assert_eq!(instance.error_code.as_deref(), Some("deploy_failed"));
+    assert!(
+        instance.active_operation_id.is_none(),
+        "a failed instance can be deleted again"
+    );
+    assert!(
+        inner.list_owned().await?.is_empty(),
+        "cleanup must remove what the deploy created"
+    );
+    assert!(!inner.root().join("doomed").exists());
+
+    // A failed instance can be deleted.
+    let deleted = harness
+        .plane
+        .delete(&InstanceName::parse("doomed")?, None)
+        .await?;
+    let done = harness
+        .plane
+        .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
+        .await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupported_version_is_refused_before_anything_is_recorded() -> TestResult {
+    let harness = Harness::start("an_unsupported_version_is_refused", None).await?;
+    let mut create = request("versioned", None)?;
+    create.postgres_version = Some("7".into());
+    let refused = harness.plane.create(create).await;
+    assert!(matches!(
+        refused,
+        Err(toygres_server::service::ServiceError::Invalid {
+            field: "postgres_version",
+            ..
+        })
+    ));
+    assert_eq!(harness.count_live("versioned").await?, 0);
+    Ok(())
+}
