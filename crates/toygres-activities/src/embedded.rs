@@ -105,6 +105,34 @@ impl EmbeddedPostgres {
     pub async fn stop(&self) -> Result<(), EmbeddedError> {
         Ok(self.cluster.stop().await?)
     }
+
+    /// Stops the cluster under `dir` if one runs there, without starting anything.
+    pub async fn stop_in(dir: &Path, bin_dir: Option<&Path>) -> Result<(), EmbeddedError> {
+        let binaries = PgBinaries::discover(bin_dir);
+        let version = binaries.newest().ok_or(EmbeddedError::NoBinaries)?;
+        let bin_dir = binaries
+            .bin_dir(&version)
+            .ok_or(EmbeddedError::NoBinaries)?
+            .to_path_buf();
+        let cluster = PgCluster {
+            bin_dir,
+            data_dir: dir.join("data"),
+            log_file: dir.join("postgres.log"),
+            listen: Listen::Socket {
+                dir: socket_dir_for(dir),
+            },
+            run_as: RunAs::detect().map_err(ClusterError::from)?,
+        };
+        Ok(cluster.stop().await?)
+    }
+
+    /// The URL of `database` on the cluster under `dir` (running or not).
+    pub fn url_in(dir: &Path, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            socket_dir_for(dir).display()
+        )
+    }
 }
 
 /// `<dir>/run`, or a short folder under /tmp when that path is too long for a unix socket.

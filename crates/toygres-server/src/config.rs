@@ -1,1 +1,117 @@
+//! Settings of `toygres serve`, from flags, environment variables and `.env` (in that order of
+//! precedence). `.env.example` documents every variable.
 
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which backend instances run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// One `postgres` process per instance on this machine.
+    Local,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `toygres serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the API listens on.
+    #[arg(long, env = "TOYGRES_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Folder for the embedded control-plane database, the secret key and local instances.
+    #[arg(long, env = "TOYGRES_DATA_DIR", default_value = "./.toygres")]
+    pub data_dir: PathBuf,
+
+    /// Where instances run.
+    #[arg(long, env = "TOYGRES_BACKEND", value_enum, default_value = "local")]
+    pub backend: BackendKind,
+
+    /// Control-plane database; when unset, an embedded PostgreSQL is started under the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Base64 of the 32-byte key that seals passwords; generated into the data dir when unset.
+    #[arg(long, env = "TOYGRES_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Folder of the PostgreSQL server binaries; discovered when unset.
+    #[arg(long, env = "TOYGRES_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+
+    /// Ports handed to local instances, as FIRST-LAST.
+    #[arg(long, env = "TOYGRES_PORT_RANGE", default_value = "15432-15999", value_parser = parse_port_range)]
+    pub port_range: RangeInclusive<u16>,
+
+    /// How long a new instance may take to accept connections, in seconds.
+    #[arg(long, env = "TOYGRES_READY_TIMEOUT_SECS", default_value_t = 120)]
+    pub ready_timeout_secs: u64,
+
+    /// How often idle workflow dispatchers poll the store, in milliseconds.
+    #[arg(long, env = "TOYGRES_POLL_INTERVAL_MS", default_value_t = 20)]
+    pub poll_interval_ms: u64,
+
+    /// Activity lock timeout in seconds: bounds crash recovery and cancellation.
+    #[arg(long, env = "TOYGRES_WORKER_LOCK_TIMEOUT_SECS", default_value_t = 10)]
+    pub worker_lock_timeout_secs: u64,
+
+    /// How often the reconciler looks for operations whose workflow is missing, in seconds.
+    #[arg(long, env = "TOYGRES_RECONCILE_INTERVAL_SECS", default_value_t = 30)]
+    pub reconcile_interval_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "TOYGRES_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(1))
+    }
+}
+
+/// Parses `FIRST-LAST` into a non-empty port range.
+pub fn parse_port_range(raw: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = raw
+        .split_once('-')
+        .ok_or_else(|| format!("'{raw}' is not FIRST-LAST"))?;
+    let first: u16 = first
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{first}' is not a port"))?;
+    let last: u16 = last
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{last}' is not a port"))?;
+    if first == 0 || first > last {
+        return Err(format!("'{raw}' is empty or starts at 0"));
+    }
+    Ok(first..=last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("15432-15999"), Ok(15432..=15999));
+        assert_eq!(parse_port_range("5-5"), Ok(5..=5));
+        assert!(parse_port_range("10-5").is_err());
+        assert!(parse_port_range("0-5").is_err());
+        assert!(parse_port_range("x-5").is_err());
+        assert!(parse_port_range("15432").is_err());
+    }
+}

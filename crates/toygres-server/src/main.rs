@@ -1,1 +1,63 @@
-fn main() {}
+//! The `toygres` binary.
+
+use clap::{Parser, Subcommand};
+use toygres_server::config::{LogFormat, ServeConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Toygres: PostgreSQL instances on demand.
+#[derive(Debug, Parser)]
+#[command(name = "toygres", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane: REST API, workflow runtime and (by default) an embedded database.
+    Serve(ServeConfig),
+}
+
+fn main() -> std::process::ExitCode {
+    // A missing .env is normal; a malformed one is worth saying.
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("toygres: ignoring .env: {error}");
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("toygres: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Serve(config) => {
+            init_logging(config.log_format);
+            runtime.block_on(toygres_server::server::serve(config))
+        }
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("toygres: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs our subscriber before Duroxide tries to install its own.
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

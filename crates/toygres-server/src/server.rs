@@ -1,1 +1,171 @@
+//! `toygres serve`: start the control-plane database (embedded unless `DATABASE_URL` is set),
+//! apply migrations, resume local instances, start the workflow runtime, reconcile accepted
+//! operations, serve HTTP until SIGINT/SIGTERM, then shut down in order.
 
+use crate::api::{self, AppState};
+use crate::config::{BackendKind, ServeConfig};
+use crate::reconciler;
+use crate::runtime::{RuntimeSettings, Workflows, open_store};
+use crate::service::ControlPlane;
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+use toygres_activities::backend::Backend;
+use toygres_activities::backend::local::{LocalBackend, LocalConfig};
+use toygres_activities::embedded::EmbeddedPostgres;
+use toygres_activities::metadata::MetadataStore;
+use toygres_activities::registry::ActivityDeps;
+use toygres_activities::seal::SecretKey;
+use toygres_orchestrations::types::CreateLimits;
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} without authentication: API tokens are not supported yet, so listen on a loopback address",
+            config.listen
+        );
+    }
+    tracing::warn!(listen = %config.listen, "no API token configured: the API runs without authentication (loopback only)");
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let data_dir = std::path::absolute(&config.data_dir)?;
+
+    let secret_key = match &config.secret_key {
+        Some(encoded) => SecretKey::from_base64(encoded).context("TOYGRES_SECRET_KEY")?,
+        None => SecretKey::load_or_generate(&data_dir.join("secret.key"))?,
+    };
+
+    let (database_url, embedded) = match &config.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let embedded = EmbeddedPostgres::ensure_running(
+                &data_dir.join("controlplane"),
+                config.pg_bin_dir.as_deref(),
+            )
+            .await
+            .context("starting the embedded control-plane database")?;
+            tracing::info!(dir = %data_dir.join("controlplane").display(), "embedded control-plane database is running");
+            (embedded.url("postgres"), Some(embedded))
+        }
+    };
+
+    let outcome = run_with_database(&config, &data_dir, &database_url, secret_key).await;
+    if let Some(embedded) = embedded
+        && let Err(error) = embedded.stop().await
+    {
+        tracing::warn!(%error, "stopping the embedded control-plane database failed");
+    }
+    outcome
+}
+
+async fn run_with_database(
+    config: &ServeConfig,
+    data_dir: &std::path::Path,
+    database_url: &str,
+    secret_key: SecretKey,
+) -> anyhow::Result<()> {
+    let metadata = MetadataStore::connect(database_url, 10)
+        .await
+        .context("connecting to the control-plane database")?;
+    metadata.migrate().await?;
+
+    let backend: Arc<dyn Backend> = match config.backend {
+        BackendKind::Local => {
+            let local = LocalBackend::new(LocalConfig {
+                root: data_dir.join("instances"),
+                bin_dir: config.pg_bin_dir.clone(),
+                ports: config.port_range.clone(),
+            })?;
+            for (name, outcome) in local.resume_all().await {
+                match outcome {
+                    Ok(true) => tracing::info!(instance = %name, "restarted a local instance"),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(instance = %name, %error, "could not restart a local instance")
+                    }
+                }
+            }
+            Arc::new(local)
+        }
+    };
+
+    let deps = ActivityDeps {
+        backend: backend.clone(),
+        metadata: metadata.clone(),
+        secret_key: secret_key.clone(),
+    };
+    let settings = RuntimeSettings {
+        poll_interval: config.poll_interval(),
+        worker_lock_timeout: Duration::from_secs(config.worker_lock_timeout_secs.max(2)),
+        ..RuntimeSettings::default()
+    };
+    let workflows = Workflows::start(open_store(database_url).await?, deps, &settings).await;
+    let plane = Arc::new(ControlPlane {
+        metadata,
+        client: workflows.client.clone(),
+        backend_kind: backend.kind().to_string(),
+        versions: backend.versions(),
+        secret_key,
+        create_limits: CreateLimits {
+            ready_timeout_ms: config.ready_timeout_secs.saturating_mul(1000),
+            ..CreateLimits::default()
+        },
+        delete_attempts: 5,
+    });
+
+    match reconciler::reconcile(&plane, true).await {
+        Ok(report) if report != Default::default() => {
+            tracing::info!(?report, "reconciled accepted operations")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "start-up reconciliation failed; it runs again periodically")
+        }
+    }
+    let periodic = tokio::spawn(reconcile_periodically(
+        plane.clone(),
+        Duration::from_secs(config.reconcile_interval_secs.max(1)),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "toygres is serving");
+    let app = api::router(AppState { plane });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+
+    tracing::info!("shutting down");
+    periodic.abort();
+    workflows.shutdown(Duration::from_secs(5)).await;
+    served.context("serving HTTP")
+}
+
+async fn reconcile_periodically(plane: Arc<ControlPlane>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(error) = reconciler::reconcile(&plane, false).await {
+            tracing::warn!(%error, "reconciliation failed");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

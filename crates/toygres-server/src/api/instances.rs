@@ -1,0 +1,289 @@
+//! `/instances` routes: create, list, get, delete, events.
+
+use super::body::{self, MAX_BODY_BYTES};
+use super::error::{ApiError, ErrorBody};
+use super::types::*;
+use super::{AppState, accepted, cursor, idempotency};
+use crate::service::CreateRequest;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use std::collections::HashMap;
+use toygres_activities::model::{Expose, InstanceState};
+use toygres_activities::validation::InstanceName;
+
+const CREATE_FIELDS: &[&str] = &[
+    "name",
+    "password",
+    "postgres_version",
+    "storage_gb",
+    "expose",
+    "dns_label",
+];
+
+/// Create an instance. Answers at once with the operation to poll.
+#[utoipa::path(post, path = "/instances", tag = "instances", request_body = CreateInstanceBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same key and body")),
+    responses(
+        (status = 202, description = "Accepted; poll the operation", body = CreateAcceptedBody,
+            headers(("Location" = String, description = "/operations/{id}"), ("Retry-After" = String, description = "Seconds"))),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body)?;
+    let map = body::json_object(&bytes, false)?;
+    body::only_known(&map, CREATE_FIELDS)?;
+    let name = InstanceName::parse(&body::required_string(&map, "name")?)
+        .map_err(|error| ApiError::invalid("name", error.to_string()))?;
+    let password = body::optional_string(&map, "password")?;
+    if let Some(password) = &password {
+        validate_password(password)?;
+    }
+    let postgres_version = body::optional_string(&map, "postgres_version")?;
+    let storage_gb = body::optional_integer(&map, "storage_gb", 1..=1024)?.unwrap_or(10) as u32;
+    let expose = match body::optional_string(&map, "expose")?.as_deref() {
+        None => Expose::Internal,
+        Some(raw) => Expose::parse(raw)
+            .ok_or_else(|| ApiError::invalid("expose", "must be 'internal' or 'public'"))?,
+    };
+    let dns_label = body::optional_string(&map, "dns_label")?;
+    if let Some(label) = &dns_label {
+        validate_dns_label(label)?;
+    }
+    let idempotency = idempotency::from_headers(&headers, "POST /instances", &map)?;
+    let request = CreateRequest {
+        name: name.clone(),
+        password,
+        postgres_version,
+        storage_gb,
+        expose,
+        dns_label,
+        idempotency,
+    };
+    let created = match state.plane.create(request).await {
+        Err(crate::service::ServiceError::NameInUse) => {
+            return Err(conflict_on(&state, name.as_str()).await);
+        }
+        other => other?,
+    };
+    let body = CreateAcceptedBody {
+        instance: Instance::from(&created.instance),
+        operation: Operation::from(&created.operation),
+        password: created.password,
+    };
+    Ok(accepted(&created.operation.record.id, body))
+}
+
+/// Which 409 a create of a taken name gets: the blocking operation when one runs.
+async fn conflict_on(state: &AppState, name: &str) -> ApiError {
+    match state.plane.metadata.live_instance(name).await {
+        Ok(Some(instance)) => match instance.active_operation_id {
+            Some(operation) => ApiError::OperationInProgress(operation),
+            None => ApiError::NameInUse,
+        },
+        _ => ApiError::NameInUse,
+    }
+}
+
+/// List instances (deleted ones only with `state=deleted`).
+#[utoipa::path(get, path = "/instances", tag = "instances",
+    params(("state" = Option<String>, Query, description = "creating|running|deleting|deleted|failed"),
+           ("limit" = Option<i64>, Query, description = "1-500, default 100"),
+           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, body = InstanceList), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<InstanceList>, ApiError> {
+    body::only_known_params(&params, &["state", "limit", "cursor"])?;
+    let filter = match params.get("state") {
+        None => None,
+        Some(raw) => Some(InstanceState::parse(raw).ok_or_else(|| {
+            ApiError::invalid(
+                "state",
+                "must be one of: creating, running, deleting, deleted, failed",
+            )
+        })?),
+    };
+    let limit = body::limit_param(&params)?;
+    let after: Option<(String, i64)> = cursor::decode(params.get("cursor"))?;
+    let page = state
+        .plane
+        .metadata
+        .list_instances(filter, after, limit)
+        .await?;
+    let next_cursor = match page.items.last() {
+        Some(last) if page.has_more => Some(cursor::encode(&(last.name.clone(), last.id))),
+        _ => None,
+    };
+    Ok(Json(InstanceList {
+        items: page.items.iter().map(Instance::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Get an instance (the live one, or the latest deleted one of that name).
+#[utoipa::path(get, path = "/instances/{name}", tag = "instances", params(("name" = String, Path)),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Instance>, ApiError> {
+    let name = existing_name(&name)?;
+    let record = state
+        .plane
+        .metadata
+        .latest_instance(name.as_str())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(Instance::from(&record)))
+}
+
+/// Delete an instance (a create still running is canceled first). A delete already running is
+/// returned as is.
+#[utoipa::path(delete, path = "/instances/{name}", tag = "instances",
+    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = DeleteAcceptedBody,
+            headers(("Location" = String), ("Retry-After" = String))),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = existing_name(&name)?;
+    let idempotency = idempotency::from_headers(
+        &headers,
+        &format!("DELETE /instances/{name}"),
+        &serde_json::Map::new(),
+    )?;
+    let deleted = state
+        .plane
+        .delete(&name, idempotency)
+        .await
+        .map_err(|error| match error {
+            crate::service::ServiceError::NotFound => not_found(&name),
+            other => other.into(),
+        })?;
+    let body = DeleteAcceptedBody {
+        instance: Instance::from(&deleted.instance),
+        operation: Operation::from(&deleted.operation),
+    };
+    Ok(accepted(&deleted.operation.record.id, body))
+}
+
+/// The audit trail of an instance, newest first.
+#[utoipa::path(get, path = "/instances/{name}/events", tag = "instances",
+    params(("name" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = EventList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<EventList>, ApiError> {
+    let name = existing_name(&name)?;
+    body::only_known_params(&params, &["limit", "cursor"])?;
+    let limit = body::limit_param(&params)?;
+    let before: Option<i64> = cursor::decode(params.get("cursor"))?;
+    let record = state
+        .plane
+        .metadata
+        .latest_instance(name.as_str())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    let page = state
+        .plane
+        .metadata
+        .events(record.id, before, limit)
+        .await?;
+    let next_cursor = match page.items.last() {
+        Some(last) if page.has_more => Some(cursor::encode(&last.id)),
+        _ => None,
+    };
+    Ok(Json(EventList {
+        items: page.items.iter().map(Event::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A path name that cannot be an instance name cannot exist: 404.
+fn existing_name(raw: &str) -> Result<InstanceName, ApiError> {
+    InstanceName::parse(raw).map_err(|_| ApiError::NotFound("no such instance".into()))
+}
+
+fn not_found(name: &InstanceName) -> ApiError {
+    ApiError::NotFound(format!("no instance named '{name}'"))
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })
+}
+
+fn validate_password(password: &str) -> Result<(), ApiError> {
+    let length = password.chars().count();
+    if !(12..=128).contains(&length) {
+        return Err(ApiError::invalid(
+            "password",
+            "must be 12 to 128 characters",
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "password",
+            "must contain only printable characters",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_dns_label(label: &str) -> Result<(), ApiError> {
+    let valid = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "dns_label",
+            "must be a DNS label: 1-63 lowercase letters, digits or '-'",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password("twelve-chars").is_ok());
+        assert!(validate_password("short").is_err());
+        assert!(validate_password(&"x".repeat(129)).is_err());
+        assert!(validate_password("has a newline\nhere").is_err());
+        assert!(validate_password("ünïcödé-pässwörd").is_ok());
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(validate_dns_label("orders-db-1").is_ok());
+        assert!(validate_dns_label("-x").is_err());
+        assert!(validate_dns_label("UPPER").is_err());
+        assert!(validate_dns_label(&"a".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,577 @@
+//! End-to-end tests: the real `toygres` binary on a free port with a temporary data dir (its own
+//! embedded control-plane database, real local instances), driven over HTTP.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+fn port_of(instance: &Value) -> Result<u16, TestError> {
+    Ok(u16::try_from(instance["port"].as_u64().ok_or("no port")?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_poll_connect_delete() -> TestResult {
+    let workspace = Workspace::new("e2e_create_poll_connect_delete")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+
+    let created = server
+        .post("/instances", &json!({"name": "orders-db", "storage_gb": 5}))
+        .await?;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    let operation_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no operation id")?
+        .to_string();
+    assert!(operation_id.starts_with("op_"));
+    assert_eq!(
+        created.headers["location"],
+        format!("/operations/{operation_id}").as_str()
+    );
+    assert!(created.headers.contains_key("retry-after"));
+    assert_eq!(created.body["instance"]["state"], "creating");
+    assert_eq!(created.body["operation"]["kind"], "create");
+    let password = created.body["password"]
+        .as_str()
+        .ok_or("no password")?
+        .to_string();
+    assert!(password.len() >= 24);
+
+    let done = server.wait_operation(&operation_id).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["done"], done["progress"]["total"]);
+    assert!(
+        done["result"]["server_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("PostgreSQL 15")),
+        "{done}"
+    );
+    assert!(done["finished_at"].is_string());
+
+    let instance = server.get("/instances/orders-db").await?;
+    assert_eq!(instance.status, StatusCode::OK);
+    assert_eq!(instance.body["state"], "running");
+    assert_eq!(instance.body["storage_gb"], 5);
+    assert!(
+        !instance.text.contains(&password),
+        "GET must never show the password"
+    );
+    let port = port_of(&instance.body)?;
+    assert_eq!(
+        instance.body["connection_uri"],
+        format!("postgresql://postgres@127.0.0.1:{port}/postgres").as_str()
+    );
+    assert_eq!(query_with_password(port, &password).await?, 42);
+
+    let listed = server.get("/instances").await?;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
+
+    let deleted = server.delete("/instances/orders-db").await?;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
+    let delete_id = deleted.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    assert_ne!(delete_id, operation_id);
+    assert_eq!(
+        deleted.headers["location"],
+        format!("/operations/{delete_id}").as_str()
+    );
+    let done = server.wait_operation(&delete_id).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    assert_eq!(
+        server.get("/instances/orders-db").await?.body["state"],
+        "deleted"
+    );
+    assert_eq!(server.get("/instances").await?.body["items"], json!([]));
+    let deleted_list = server.get("/instances?state=deleted").await?;
+    assert_eq!(deleted_list.body["items"][0]["name"], "orders-db");
+    assert!(!port_is_open(port), "the instance's port must be closed");
+    assert!(
+        subdirs(&workspace.instances_dir()).is_empty(),
+        "no instance data dir may remain"
+    );
+
+    let events = server.get("/instances/orders-db/events").await?;
+    let kinds: Vec<&str> = events.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        kinds.first().is_some_and(|m| m.starts_with("deleted")),
+        "{kinds:?}"
+    );
+
+    let operations = server.get("/operations?instance=orders-db").await?;
+    assert_eq!(operations.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        operations.body["items"][0]["id"],
+        delete_id.as_str(),
+        "newest first"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx() -> TestResult {
+    let workspace = Workspace::new("e2e_bad_requests_get_clear_4xx")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+
+    let invalid = [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "Orders"}), "name"),
+        (json!({"name": "1db"}), "name"),
+        (json!({"name": "a".repeat(41)}), "name"),
+        (json!({"name": "../etc/passwd"}), "name"),
+        (json!({"name": "dé-db"}), "name"),
+        (json!({"name": 42}), "name"),
+        (json!({"name": "ok", "password": "short"}), "password"),
+        (
+            json!({"name": "ok", "password": "x".repeat(129)}),
+            "password",
+        ),
+        (
+            json!({"name": "ok", "password": 123456789012i64}),
+            "password",
+        ),
+        (json!({"name": "ok", "storage_gb": 0}), "storage_gb"),
+        (json!({"name": "ok", "storage_gb": 1025}), "storage_gb"),
+        (json!({"name": "ok", "storage_gb": "ten"}), "storage_gb"),
+        (json!({"name": "ok", "storage_gb": 1.5}), "storage_gb"),
+        (json!({"name": "ok", "storage_gb": 1e300}), "storage_gb"),
+        (json!({"name": "ok", "storage_gb": -3}), "storage_gb"),
+        (
+            json!({"name": "ok", "postgres_version": "9"}),
+            "postgres_version",
+        ),
+        (
+            json!({"name": "ok", "postgres_version": 15}),
+            "postgres_version",
+        ),
+        (json!({"name": "ok", "expose": "everywhere"}), "expose"),
+        (
+            json!({"name": "ok", "dns_label": "Not_A_Label"}),
+            "dns_label",
+        ),
+        (json!({"name": "ok", "surprise": true}), "surprise"),
+        (json!(["ok"]), "body"),
+    ];
+    for (body, field) in invalid {
+        let reply = server.post("/instances", &body).await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {}",
+            reply.text
+        );
+        assert_eq!(reply.error_code(), "invalid_request", "{body}");
+        assert_eq!(reply.error_field(), field, "{body} -> {}", reply.text);
+    }
+
+    for raw in ["{", "not json", "{\"name\": \"x\",}", ""] {
+        let reply = server
+            .send(Method::POST, "/instances", Some(raw), &[])
+            .await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{raw:?} -> {}",
+            reply.text
+        );
+        assert_eq!(reply.error_code(), "malformed_json");
+    }
+
+    let huge = json!({"name": "big", "password": "p".repeat(70 * 1024)}).to_string();
+    let reply = server
+        .send(Method::POST, "/instances", Some(&huge), &[])
+        .await?;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.error_code(), "payload_too_large");
+
+    for path in [
+        "/instances/nope",
+        "/instances/..%2F..%2Fetc",
+        "/operations/op_doesnotexist",
+        "/instances/nope/events",
+        "/nowhere",
+    ] {
+        let reply = server.get(path).await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path} -> {}",
+            reply.text
+        );
+        assert_eq!(reply.error_code(), "not_found", "{path}");
+    }
+    let reply = server.delete("/instances/nope").await?;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    for (path, field) in [
+        ("/instances?limit=0", "limit"),
+        ("/instances?limit=501", "limit"),
+        ("/instances?limit=many", "limit"),
+        ("/instances?state=sleeping", "state"),
+        ("/instances?cursor=garbage", "cursor"),
+        ("/instances?colour=blue", "colour"),
+        ("/operations?limit=-1", "limit"),
+        ("/operations?cursor=%00", "cursor"),
+    ] {
+        let reply = server.get(path).await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} -> {}",
+            reply.text
+        );
+        assert_eq!(reply.error_field(), field, "{path}");
+    }
+
+    let reply = server
+        .send(
+            Method::POST,
+            "/instances",
+            Some("{\"name\":\"k\"}"),
+            &[("idempotency-key", "")],
+        )
+        .await?;
+    assert_eq!(reply.error_field(), "Idempotency-Key", "{}", reply.text);
+
+    // A duplicate name while the first create runs names the blocking operation; once it is
+    // running, the name is simply in use.
+    let first = server.post("/instances", &json!({"name": "dup"})).await?;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let first_id = first.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    let second = server.post("/instances", &json!({"name": "dup"})).await?;
+    assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text);
+    if second.error_code() == "operation_in_progress" {
+        assert_eq!(second.body["error"]["operation_id"], first_id.as_str());
+    } else {
+        assert_eq!(second.error_code(), "name_in_use");
+    }
+    assert_eq!(
+        server.wait_operation(&first_id).await?["status"],
+        "succeeded"
+    );
+    let third = server.post("/instances", &json!({"name": "dup"})).await?;
+    assert_eq!(third.status, StatusCode::CONFLICT);
+    assert_eq!(third.error_code(), "name_in_use");
+
+    let openapi = server.get("/openapi.json").await?;
+    assert_eq!(openapi.status, StatusCode::OK);
+    for path in [
+        "/instances",
+        "/instances/{name}",
+        "/operations/{id}",
+        "/operations",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            openapi.body["paths"][path].is_object(),
+            "openapi lacks {path}"
+        );
+    }
+    assert!(
+        server.log().lines().all(|line| !line.contains("panicked")),
+        "no route may panic"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_or_refuse() -> TestResult {
+    let workspace = Workspace::new("e2e_idempotency_keys_replay_or_refuse")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+    let body = json!({"name": "idem", "storage_gb": 2}).to_string();
+    let key = [("idempotency-key", "create-idem-1")];
+    let first = server
+        .send(Method::POST, "/instances", Some(&body), &key)
+        .await?;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let reordered = json!({"storage_gb": 2, "name": "idem"}).to_string();
+    let replay = server
+        .send(Method::POST, "/instances", Some(&reordered), &key)
+        .await?;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(
+        replay.body["operation"]["id"],
+        first.body["operation"]["id"]
+    );
+    assert_eq!(replay.body["password"], first.body["password"]);
+
+    let different = json!({"name": "idem", "storage_gb": 3}).to_string();
+    let refused = server
+        .send(Method::POST, "/instances", Some(&different), &key)
+        .await?;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.error_code(), "idempotency_key_reused");
+
+    let operation_id = first.body["operation"]["id"].as_str().ok_or("no id")?;
+    assert_eq!(
+        server.wait_operation(operation_id).await?["status"],
+        "succeeded"
+    );
+
+    let delete_key = [("idempotency-key", "delete-idem-1")];
+    let deleted = server
+        .send(Method::DELETE, "/instances/idem", None, &delete_key)
+        .await?;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    let again = server
+        .send(Method::DELETE, "/instances/idem", None, &delete_key)
+        .await?;
+    assert_eq!(
+        again.body["operation"]["id"],
+        deleted.body["operation"]["id"]
+    );
+    let plain_again = server.delete("/instances/idem").await?;
+    assert!(
+        plain_again.status == StatusCode::NOT_FOUND
+            || plain_again.body["operation"]["id"] == deleted.body["operation"]["id"],
+        "a second delete returns the running delete: {}",
+        plain_again.text
+    );
+    let delete_id = deleted.body["operation"]["id"].as_str().ok_or("no id")?;
+    assert_eq!(
+        server.wait_operation(delete_id).await?["status"],
+        "succeeded"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_creating_cancels_and_cleans_up() -> TestResult {
+    let workspace = Workspace::new("e2e_delete_while_creating")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+    let created = server.post("/instances", &json!({"name": "hasty"})).await?;
+    assert_eq!(created.status, StatusCode::ACCEPTED);
+    let create_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    let deleted = server.delete("/instances/hasty").await?;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
+    let delete_id = deleted.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+
+    let done = server.wait_operation(&delete_id).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let create = server.wait_operation(&create_id).await?;
+    assert!(
+        ["canceled", "succeeded"].contains(&create["status"].as_str().unwrap_or("")),
+        "{create}"
+    );
+    assert_eq!(
+        server.get("/instances/hasty").await?.body["state"],
+        "deleted"
+    );
+
+    // Nothing may come back to life after the delete: give any straggler time, then look.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        subdirs(&workspace.instances_dir()).is_empty(),
+        "no data dir may remain"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()?;
+    let running = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&*workspace.instances_dir().to_string_lossy()))
+        .count();
+    assert_eq!(running, 0, "no postgres may run for the deleted instance");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_server_finishes_the_create_after_restart() -> TestResult {
+    let workspace = Workspace::new("e2e_sigkill_during_create")?;
+    let mut server = workspace.start_server("first.log", &[]).await?;
+    let created = server
+        .post(
+            "/instances",
+            &json!({"name": "survivor", "password": "survivor-pass-123"}),
+        )
+        .await?;
+    assert_eq!(created.status, StatusCode::ACCEPTED);
+    let operation_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    // Kill as soon as the workflow reports a step, i.e. in the middle of the create.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let operation = server.get(&format!("/operations/{operation_id}")).await?;
+        if operation.body["step"].is_string() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+
+    let server = workspace.start_server("second.log", &[]).await?;
+    let done = server.wait_operation(&operation_id).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let listed = server.get("/instances").await?;
+    assert_eq!(
+        listed.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.text
+    );
+    assert_eq!(
+        subdirs(&workspace.instances_dir()),
+        vec!["survivor".to_string()]
+    );
+    let port = port_of(&listed.body["items"][0])?;
+    assert_eq!(query_with_password(port, "survivor-pass-123").await?, 42);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> TestResult {
+    let workspace = Workspace::new("e2e_graceful_restart")?;
+    let mut server = workspace.start_server("first.log", &[]).await?;
+    let created = server
+        .post(
+            "/instances",
+            &json!({"name": "keeper", "password": "keeper-pass-1234"}),
+        )
+        .await?;
+    let operation_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    assert_eq!(
+        server.wait_operation(&operation_id).await?["status"],
+        "succeeded"
+    );
+    let port = port_of(&server.get("/instances/keeper").await?.body)?;
+    assert!(
+        server.terminate(),
+        "SIGTERM must shut down cleanly:\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("shutting down"));
+    // The instance is a user's database: it keeps serving while the control plane is down.
+    assert_eq!(query_with_password(port, "keeper-pass-1234").await?, 42);
+
+    let server = workspace.start_server("second.log", &[]).await?;
+    assert_eq!(
+        server.get("/instances/keeper").await?.body["state"],
+        "running"
+    );
+    let deleted = server.delete("/instances/keeper").await?;
+    let delete_id = deleted.body["operation"]["id"].as_str().ok_or("no id")?;
+    assert_eq!(
+        server.wait_operation(delete_id).await?["status"],
+        "succeeded"
+    );
+    assert!(!port_is_open(port));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_never_leaks() -> TestResult {
+    let workspace = Workspace::new("e2e_the_password_never_leaks")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+    let password = "Leak-Canary-7f3a9c21";
+    let created = server
+        .post(
+            "/instances",
+            &json!({"name": "secretive", "password": password}),
+        )
+        .await?;
+    assert_eq!(
+        created.body["password"], password,
+        "the create response returns it once"
+    );
+    let operation_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    assert_eq!(
+        server.wait_operation(&operation_id).await?["status"],
+        "succeeded"
+    );
+
+    for path in [
+        "/instances",
+        "/instances/secretive",
+        "/instances/secretive/events",
+        &format!("/operations/{operation_id}"),
+        "/operations",
+    ] {
+        assert!(
+            !server.get(path).await?.text.contains(password),
+            "{path} leaked the password"
+        );
+    }
+    assert!(
+        server.log().contains("DEBUG"),
+        "the log must be at debug level for this test to mean something"
+    );
+    assert!(
+        !server.log().contains(password),
+        "the server log leaked the password"
+    );
+
+    // Every row of every table in the metadata and Duroxide schemas, as text.
+    let pool = sqlx::PgPool::connect(&workspace.control_plane_url()).await?;
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_schema IN ('toygres', 'toygres_duroxide') AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(
+        tables
+            .iter()
+            .any(|(schema, table)| schema == "toygres_duroxide" && table == "history"),
+        "{tables:?}"
+    );
+    assert!(
+        tables
+            .iter()
+            .any(|(schema, table)| schema == "toygres" && table == "instances")
+    );
+    let mut searched = 0;
+    for (schema, table) in &tables {
+        let dump: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(t::text, E'\\n') FROM \"{schema}\".\"{table}\" t"
+        ))
+        .fetch_one(&pool)
+        .await?;
+        let dump = dump.unwrap_or_default();
+        searched += dump.len();
+        assert!(
+            !dump.contains(password),
+            "{schema}.{table} holds the password in plaintext"
+        );
+    }
+    assert!(searched > 1000, "the dump must have covered real rows");
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Running the real `toygres` binary for end-to-end tests, as a user would: on a free port, with
+//! a temporary data dir, driven over HTTP. Everything it starts is stopped when the test ends.
+
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use toygres_activities::backend::Backend;
+use toygres_activities::backend::local::{LocalBackend, LocalConfig};
+use toygres_activities::embedded::EmbeddedPostgres;
+
+/// Errors in tests.
+pub type TestError = Box<dyn std::error::Error + Send + Sync>;
+/// Results of tests.
+pub type TestResult = Result<(), TestError>;
+
+/// How long an operation may take before a test gives up.
+pub const OPERATION_LIMIT: Duration = Duration::from_secs(120);
+
+/// A data dir shared by successive server processes of one test.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    ports: String,
+}
+
+impl Workspace {
+    /// A new empty data dir; instance ports come from a range only this test uses.
+    pub fn new(test: &str) -> Result<Self, TestError> {
+        let dir = toygres_activities::testkit::shared_tempdir()?;
+        let range = toygres_activities::testkit::port_range_for(test, 20);
+        Ok(Self {
+            dir,
+            ports: format!("{}-{}", range.start(), range.end()),
+        })
+    }
+
+    /// The server's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The root of the local instances.
+    pub fn instances_dir(&self) -> PathBuf {
+        self.data_dir().join("instances")
+    }
+
+    /// The URL of the embedded control-plane database.
+    pub fn control_plane_url(&self) -> String {
+        EmbeddedPostgres::url_in(&self.data_dir().join("controlplane"), "postgres")
+    }
+
+    /// Starts `toygres serve` on a free port and waits until `/readyz` answers 200.
+    pub async fn start_server(
+        &self,
+        log_name: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Result<Server, TestError> {
+        let port = free_port()?;
+        let log_path = self.dir.path().join(log_name);
+        let log = std::fs::File::create(&log_path)?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toygres"));
+        command
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("TOYGRES_SECRET_KEY")
+            .env("TOYGRES_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOYGRES_DATA_DIR", self.data_dir())
+            .env("TOYGRES_PORT_RANGE", &self.ports)
+            .env("TOYGRES_RECONCILE_INTERVAL_SECS", "2")
+            .env("RUST_LOG", "debug,hyper=info,h2=info,tower=info")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let child = command.spawn()?;
+        let server = Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            http: Client::new(),
+            log_path,
+        };
+        server.wait_ready(Duration::from_secs(90)).await?;
+        Ok(server)
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        // Stop every instance and the embedded database this test started.
+        let instances = self.instances_dir();
+        let controlplane = self.data_dir().join("controlplane");
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if instances.exists()
+                    && let Ok(backend) = LocalBackend::new(LocalConfig {
+                        root: instances,
+                        bin_dir: None,
+                        ports: 1..=1,
+                    })
+                {
+                    for name in backend.list_owned().await.unwrap_or_default() {
+                        let _ = backend.delete(&name).await;
+                    }
+                }
+                let _ = EmbeddedPostgres::stop_in(&controlplane, None).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A running `toygres serve` process.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    http: Client,
+    /// Where its stdout and stderr go.
+    pub log_path: PathBuf,
+}
+
+/// A response: status, headers and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+    /// Body as text.
+    pub text: String,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The `error.field` of an error body.
+    pub fn error_field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or("")
+    }
+}
+
+impl Server {
+    /// Sends a request with an optional raw body and headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, TestError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            text,
+        })
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Result<Reply, TestError> {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    /// POST `body` (JSON) to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Reply, TestError> {
+        self.send(Method::POST, path, Some(&body.to_string()), &[])
+            .await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> Result<Reply, TestError> {
+        self.send(Method::DELETE, path, None, &[]).await
+    }
+
+    /// Polls `/operations/{id}` until it is terminal, and returns it.
+    pub async fn wait_operation(&self, id: &str) -> Result<Value, TestError> {
+        let deadline = tokio::time::Instant::now() + OPERATION_LIMIT;
+        loop {
+            let reply = self.get(&format!("/operations/{id}")).await?;
+            if reply.status != StatusCode::OK {
+                return Err(
+                    format!("GET /operations/{id}: {} {}", reply.status, reply.text).into(),
+                );
+            }
+            let status = reply.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ["succeeded", "failed", "canceled"].contains(&status.as_str()) {
+                return Ok(reply.body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(
+                    format!("operation {id} still {status} after {OPERATION_LIMIT:?}").into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls until `/readyz` answers 200, failing early when the process exits.
+    pub async fn wait_ready(&self, limit: Duration) -> TestResult {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(reply) = self.get("/readyz").await
+                && reply.status == StatusCode::OK
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("server not ready; log:\n{}", self.log()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process dies at once, mid-whatever.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        // SAFETY: kill with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Whether something listens on 127.0.0.1:`port`.
+pub fn port_is_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+        .is_ok()
+}
+
+/// Runs `SELECT 40 + 2` on an instance with a password.
+pub async fn query_with_password(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("postgres")
+        .password(password)
+        .connect_timeout(Duration::from_secs(5))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    client.query_one("SELECT 40 + 2", &[]).await?.try_get(0)
+}
+
+/// The folders under `root` (instance dirs).
+pub fn subdirs(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
