@@ -35,7 +35,7 @@ pub fn port_range_for(seed: &str, size: u16) -> std::ops::RangeInclusive<u16> {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     seed.hash(&mut hasher);
-    let slot = (hasher.finish() % 500) as u16;
+    let slot = (hasher.finish() % 2000) as u16;
     let start = 20_000 + slot * 20;
     start..=start + size - 1
 }

@@ -58,8 +58,9 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_READY_TIMEOUT_SECS", default_value_t = 120)]
     pub ready_timeout_secs: u64,
 
-    /// How often idle workflow dispatchers poll the store, in milliseconds.
-    #[arg(long, env = "TOYGRES_POLL_INTERVAL_MS", default_value_t = 20)]
+    /// How long idle workflow dispatchers wait for work before polling the store again, in
+    /// milliseconds (work this server enqueues wakes them at once).
+    #[arg(long, env = "TOYGRES_POLL_INTERVAL_MS", default_value_t = 250)]
     pub poll_interval_ms: u64,
 
     /// Activity lock timeout in seconds: bounds crash recovery and cancellation.

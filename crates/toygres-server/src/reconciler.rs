@@ -15,7 +15,7 @@ const GRACE: chrono::Duration = chrono::Duration::seconds(5);
 pub struct ReconcileReport {
     /// Operations whose workflow was started.
     pub started: Vec<String>,
-    /// Operations recorded as failed because their workflow ended without doing so.
+    /// Operations recorded as failed (or canceled) because their workflow ended without doing so.
     pub settled: Vec<String>,
 }
 
@@ -37,6 +37,20 @@ pub async fn reconcile(
                 plane.try_start_workflow(&instance, &operation).await?;
                 tracing::info!(operation_id = %operation.id, instance = %instance.name, "started a missing workflow");
                 report.started.push(operation.id);
+            }
+            OrchestrationStatus::Failed {
+                details:
+                    duroxide::ErrorDetails::Application {
+                        kind: duroxide::AppErrorKind::Cancelled { reason },
+                        ..
+                    },
+                ..
+            } => {
+                plane
+                    .metadata
+                    .cancel_operation(&operation.id, &reason)
+                    .await?;
+                report.settled.push(operation.id);
             }
             OrchestrationStatus::Failed { details, .. } => {
                 let error =

@@ -575,3 +575,68 @@ async fn the_password_never_leaks() -> TestResult {
     pool.close().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_database_url_it_uses_that_database_and_starts_orphaned_operations() -> TestResult {
+    use toygres_activities::metadata::{MetadataStore, NewInstance, NewOperation};
+    use toygres_activities::seal::SecretKey;
+
+    let workspace = Workspace::new("e2e_with_database_url")?;
+    let database_url = toygres_activities::testkit::fresh_database().await?;
+    let key = SecretKey::generate();
+
+    // A create that was recorded but whose workflow never started: the server crashed between
+    // the two writes. The next server must start it.
+    let metadata = MetadataStore::connect(&database_url, 2).await?;
+    metadata.migrate().await?;
+    let (_, orphan) = metadata
+        .reserve_create(
+            &NewInstance {
+                uid: "ins_orphan".into(),
+                name: toygres_activities::validation::InstanceName::parse("orphan")?,
+                backend: "local".into(),
+                postgres_version: "15".into(),
+                storage_gb: 1,
+                expose: toygres_activities::model::Expose::Internal,
+                dns_label: None,
+                sealed_password: key.seal("orphan-password-1"),
+            },
+            &NewOperation {
+                id: "op_orphanedbeforestart0000".into(),
+                progress_total: 5,
+                idempotency_key: None,
+                request_hash: None,
+            },
+        )
+        .await?;
+
+    let encoded_key = key.to_base64();
+    let env = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("TOYGRES_SECRET_KEY", encoded_key.as_str()),
+        ("TOYGRES_LOG_FORMAT", "json"),
+    ];
+    let server = workspace.start_server("server.log", &env).await?;
+    let done = server.wait_operation(&orphan.id).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let port = port_of(&server.get("/instances/orphan").await?.body)?;
+    assert_eq!(query_with_password(port, "orphan-password-1").await?, 42);
+
+    assert!(
+        !workspace.data_dir().join("controlplane").exists(),
+        "no embedded database with DATABASE_URL"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM toygres.instances")
+        .fetch_one(metadata.pool())
+        .await?;
+    assert_eq!(rows, 1);
+    let log = server.log();
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+    Ok(())
+}

@@ -15,12 +15,12 @@ pub const NAME: &str = "toygres-activities::activity::wait-for-ready";
 /// The longest wait one call makes, whatever the input says.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 /// Time between checks.
-const CHECK_EVERY: Duration = Duration::from_millis(25);
+const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Checks readiness until ready or `wait_ms` passed; the workflow decides what happens next.
 pub async fn run(
     deps: Arc<ActivityDeps>,
-    _ctx: ActivityContext,
+    ctx: ActivityContext,
     input: WaitForReadyInput,
 ) -> Result<WaitForReadyOutput, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(input.wait_ms).min(MAX_WAIT);
@@ -46,7 +46,8 @@ pub async fn run(
             }
             Readiness::NotReady(detail) => detail,
         };
-        if tokio::time::Instant::now() >= deadline {
+        // The workflow ended (canceled): stop looking, the answer is no longer wanted.
+        if tokio::time::Instant::now() >= deadline || ctx.is_cancelled() {
             return Ok(WaitForReadyOutput {
                 ready: false,
                 detail: Some(detail),

@@ -288,6 +288,9 @@ impl Backend for LocalBackend {
     }
 
     async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError> {
+        // Under the name lock: a readiness check may restart the instance, and must never do
+        // so while a delete is removing it.
+        let _guard = self.lock(name).await;
         let Some(marker) = self.read_marker(name)? else {
             return Ok(Readiness::Missing);
         };

@@ -1,5 +1,9 @@
 //! The Duroxide runtime on duroxide-pg, tuned for a control plane.
 
+mod waking_store;
+
+pub use waking_store::WakingStore;
+
 use duroxide::runtime::{Runtime, RuntimeOptions};
 use duroxide::{Client, providers::Provider};
 use duroxide_pg::PostgresProvider;
@@ -14,7 +18,9 @@ pub const DUROXIDE_SCHEMA: &str = "toygres_duroxide";
 /// Knobs of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
-    /// How often idle dispatchers poll the store; each workflow step waits up to this long.
+    /// How long an idle dispatcher waits for work before polling the store again. Work this
+    /// process enqueues wakes it at once; delayed work (timers) and work enqueued by other
+    /// replicas is seen within this time.
     pub poll_interval: Duration,
     /// Activity lock timeout: bounds crash recovery and how fast a cancellation is seen.
     pub worker_lock_timeout: Duration,
@@ -27,10 +33,10 @@ pub struct RuntimeSettings {
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(250),
             worker_lock_timeout: Duration::from_secs(10),
-            worker_concurrency: 16,
-            orchestration_concurrency: 4,
+            worker_concurrency: 8,
+            orchestration_concurrency: 2,
         }
     }
 }
@@ -39,7 +45,8 @@ impl RuntimeSettings {
     /// The Duroxide options these settings stand for.
     pub fn options(&self) -> RuntimeOptions {
         RuntimeOptions {
-            dispatcher_min_poll_interval: self.poll_interval,
+            dispatcher_min_poll_interval: Duration::from_millis(10),
+            dispatcher_long_poll_timeout: self.poll_interval,
             worker_lock_timeout: self.worker_lock_timeout,
             worker_lock_renewal_buffer: Duration::from_secs(2),
             orchestrator_lock_timeout: Duration::from_secs(5),
@@ -51,12 +58,13 @@ impl RuntimeSettings {
     }
 }
 
-/// Opens the Duroxide store in its own schema (creating its tables on first use).
+/// Opens the Duroxide store in its own schema (creating its tables on first use), wrapped so
+/// that idle dispatchers wake when work is enqueued.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Provider>> {
     let provider = PostgresProvider::new_with_schema(database_url, Some(DUROXIDE_SCHEMA))
         .await
         .map_err(|error| anyhow::anyhow!("opening the Duroxide store: {error}"))?;
-    Ok(Arc::new(provider))
+    Ok(Arc::new(WakingStore::new(Arc::new(provider))))
 }
 
 /// A started runtime and a client on the same store.
