@@ -271,6 +271,40 @@ async fn bad_requests_get_clear_4xx() -> TestResult {
     assert_eq!(third.status, StatusCode::CONFLICT);
     assert_eq!(third.error_code(), "name_in_use");
 
+    // Pages: two instances, one per page, the cursor leads from the first to the second.
+    let other = server
+        .post("/instances", &json!({"name": "another"}))
+        .await?;
+    let other_id = other.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    assert_eq!(
+        server.wait_operation(&other_id).await?["status"],
+        "succeeded"
+    );
+    let page1 = server.get("/instances?limit=1").await?;
+    assert_eq!(page1.body["items"][0]["name"], "another");
+    let cursor = page1.body["next_cursor"]
+        .as_str()
+        .ok_or("no next_cursor")?
+        .to_string();
+    let page2 = server
+        .get(&format!("/instances?limit=1&cursor={cursor}"))
+        .await?;
+    assert_eq!(page2.body["items"][0]["name"], "dup");
+    assert_eq!(page2.body["next_cursor"], Value::Null);
+    let ops1 = server.get("/operations?limit=1").await?;
+    assert_eq!(ops1.body["items"][0]["id"], other_id.as_str());
+    let cursor = ops1.body["next_cursor"]
+        .as_str()
+        .ok_or("no next_cursor")?
+        .to_string();
+    let ops2 = server
+        .get(&format!("/operations?limit=1&cursor={cursor}"))
+        .await?;
+    assert_eq!(ops2.body["items"][0]["id"], first_id.as_str());
+
     let openapi = server.get("/openapi.json").await?;
     assert_eq!(openapi.status, StatusCode::OK);
     for path in [
@@ -477,8 +511,36 @@ async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> Te
     assert!(server.log().contains("shutting down"));
     // The instance is a user's database: it keeps serving while the control plane is down.
     assert_eq!(query_with_password(port, "keeper-pass-1234").await?, 42);
+    // Stop it behind the control plane's back (as a machine reboot would): the next start
+    // finds its data dir and starts it again.
+    let data = workspace.instances_dir().join("keeper").join("data");
+    let pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl";
+    // SAFETY: getuid has no preconditions.
+    let mut stop = if unsafe { libc::getuid() } == 0 {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--", pg_ctl]);
+        command
+    } else {
+        std::process::Command::new(pg_ctl)
+    };
+    stop.args(["stop", "-m", "fast", "-D"]).arg(&data);
+    assert!(stop.status()?.success());
+    assert!(!port_is_open(port));
 
     let server = workspace.start_server("second.log", &[]).await?;
+    let mut restarted = false;
+    for _ in 0..100 {
+        if query_with_password(port, "keeper-pass-1234").await.is_ok() {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        restarted,
+        "the server must start the instance again:\n{}",
+        server.log()
+    );
     assert_eq!(
         server.get("/instances/keeper").await?.body["state"],
         "running"

@@ -446,3 +446,117 @@ async fn an_unsupported_version_is_refused_before_anything_is_recorded() -> Test
     assert_eq!(harness.count_live("versioned").await?, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_transitions_never_move_backwards() -> TestResult {
+    use toygres_activities::error::{ActivityError, ErrorCode};
+    use toygres_activities::metadata::{DeleteReservation, NewInstance, NewOperation};
+
+    let database_url = testkit::fresh_database().await?;
+    let metadata = MetadataStore::connect(&database_url, 2).await?;
+    metadata.migrate().await?;
+    let key = SecretKey::generate();
+    let operation = |id: &str| NewOperation {
+        id: id.into(),
+        progress_total: 5,
+        idempotency_key: None,
+        request_hash: None,
+    };
+    let (instance, _) = metadata
+        .reserve_create(
+            &NewInstance {
+                uid: "ins_rules".into(),
+                name: InstanceName::parse("rules")?,
+                backend: "local".into(),
+                postgres_version: "15".into(),
+                storage_gb: 1,
+                expose: Expose::Internal,
+                dns_label: None,
+                sealed_password: key.seal("rules-password-1"),
+            },
+            &operation("op_create"),
+        )
+        .await?;
+    let result = serde_json::json!({"server_version": "x"});
+    assert!(metadata.start_operation("op_create").await?);
+    assert!(
+        !metadata.start_operation("op_create").await?,
+        "starting twice is a no-op"
+    );
+    assert!(
+        metadata
+            .complete_create(instance.id, "op_create", "127.0.0.1", 1, &result)
+            .await?
+    );
+    assert!(
+        !metadata
+            .complete_create(instance.id, "op_create", "127.0.0.1", 1, &result)
+            .await?,
+        "a replay is a no-op"
+    );
+
+    let DeleteReservation::Started {
+        operation: delete, ..
+    } = metadata
+        .reserve_delete(&InstanceName::parse("rules")?, &operation("op_delete"))
+        .await?
+    else {
+        return Err("expected a new delete".into());
+    };
+    assert!(matches!(
+        metadata.reserve_delete(&InstanceName::parse("rules")?, &operation("op_delete_2")).await?,
+        DeleteReservation::AlreadyDeleting { operation, .. } if operation.id == delete.id
+    ));
+    // The old create no longer holds the instance: nothing it does can change it.
+    assert!(
+        !metadata
+            .transition_instance(instance.id, "op_create", InstanceState::Running, "late")
+            .await?
+    );
+    let late_failure = ActivityError::permanent(ErrorCode::DeployFailed, "late");
+    metadata
+        .fail_operation(instance.id, "op_create", "deploy", &late_failure, "")
+        .await?;
+    assert!(
+        metadata
+            .transition_instance(
+                instance.id,
+                "op_delete",
+                InstanceState::Deleting,
+                "delete started"
+            )
+            .await?
+    );
+    assert!(
+        !metadata
+            .transition_instance(
+                instance.id,
+                "op_delete",
+                InstanceState::Running,
+                "backwards"
+            )
+            .await?
+    );
+    assert!(metadata.complete_delete(instance.id, "op_delete").await?);
+    assert!(
+        !metadata
+            .transition_instance(instance.id, "op_delete", InstanceState::Deleting, "replay")
+            .await?
+    );
+    let row = metadata.instance(instance.id).await?.ok_or("row missing")?;
+    assert_eq!(row.state, InstanceState::Deleted);
+    assert_eq!(
+        row.error_code, None,
+        "the late failure of a released operation left no trace"
+    );
+    assert_eq!(
+        metadata.operation("op_create").await?.map(|o| o.status),
+        Some(OperationStatus::Succeeded)
+    );
+    assert_eq!(
+        metadata.operation("op_delete").await?.map(|o| o.status),
+        Some(OperationStatus::Succeeded)
+    );
+    assert_eq!(metadata.live_instance("rules").await?.map(|i| i.id), None);
+    Ok(())
+}
