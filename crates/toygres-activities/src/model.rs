@@ -124,6 +124,32 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// Health of a running instance, as its monitor last saw it.
+    HealthStatus {
+        /// The last check succeeded.
+        Healthy => "healthy",
+        /// At least the configured number of checks in a row failed.
+        Unhealthy => "unhealthy",
+        /// Not checked yet, or fewer failures than the threshold after an unknown start.
+        Unknown => "unknown",
+    }
+);
+
+impl HealthStatus {
+    /// The status after a check, given the status before it, the failures in a row including
+    /// this check (0 when it succeeded), and the failures needed to turn unhealthy.
+    pub fn after_check(self, consecutive_failures: u32, unhealthy_after: u32) -> HealthStatus {
+        if consecutive_failures == 0 {
+            HealthStatus::Healthy
+        } else if consecutive_failures >= unhealthy_after.max(1) {
+            HealthStatus::Unhealthy
+        } else {
+            self
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::InstanceState::*;
@@ -166,6 +192,23 @@ mod tests {
             assert_eq!(OperationStatus::parse(status.as_str()), Some(*status));
         }
         assert_eq!(InstanceState::parse("Running"), None);
+    }
+
+    #[test]
+    fn health_turns_unhealthy_only_after_n_failures_and_healthy_after_one_success() {
+        use HealthStatus::*;
+        assert_eq!(Unknown.after_check(0, 3), Healthy);
+        assert_eq!(Healthy.after_check(1, 3), Healthy);
+        assert_eq!(Healthy.after_check(2, 3), Healthy);
+        assert_eq!(Healthy.after_check(3, 3), Unhealthy);
+        assert_eq!(Unhealthy.after_check(4, 3), Unhealthy);
+        assert_eq!(Unhealthy.after_check(0, 3), Healthy);
+        assert_eq!(Unknown.after_check(1, 3), Unknown);
+        assert_eq!(
+            Healthy.after_check(1, 0),
+            Unhealthy,
+            "a threshold of 0 acts as 1"
+        );
     }
 
     #[test]

@@ -43,6 +43,27 @@ pub async fn server_version(
     target: &ConnectTarget,
     timeout: Duration,
 ) -> Result<String, ProbeError> {
+    query_text(target, timeout, "SELECT version()").await
+}
+
+/// Connects and runs `SELECT 1` (within `timeout` for both); returns how long it took.
+pub async fn select_one(target: &ConnectTarget, timeout: Duration) -> Result<Duration, ProbeError> {
+    let started = std::time::Instant::now();
+    let answer = query_text(target, timeout, "SELECT '1'").await?;
+    if answer != "1" {
+        return Err(ProbeError::Postgres(format!(
+            "SELECT 1 answered {answer:?}"
+        )));
+    }
+    Ok(started.elapsed())
+}
+
+/// Connects and returns the first column of the first row of `sql` (a text value).
+async fn query_text(
+    target: &ConnectTarget,
+    timeout: Duration,
+    sql: &str,
+) -> Result<String, ProbeError> {
     let attempt = async {
         let mut config = tokio_postgres::Config::new();
         config
@@ -58,10 +79,7 @@ pub async fn server_version(
             .await
             .map_err(describe)?;
         let driver = tokio::spawn(connection);
-        let row = client
-            .query_one("SELECT version()", &[])
-            .await
-            .map_err(describe);
+        let row = client.query_one(sql, &[]).await.map_err(describe);
         drop(client);
         driver.abort();
         row?.try_get::<_, String>(0).map_err(describe)

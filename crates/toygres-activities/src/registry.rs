@@ -4,8 +4,10 @@ use crate::activities::*;
 use crate::backend::Backend;
 use crate::metadata::MetadataStore;
 use crate::seal::SecretKey;
+use crate::types::ActivityInput;
 use duroxide::runtime::registry::ActivityRegistry;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// What the activities need: where instances run, where metadata lives, and the sealing key.
 #[derive(Debug, Clone)]
@@ -18,16 +20,44 @@ pub struct ActivityDeps {
     pub secret_key: SecretKey,
 }
 
-/// Registers one activity module (its `NAME` and `run`) with the dependencies bound.
+/// Registers one activity module (its `NAME` and `run`) with the dependencies bound, each run
+/// inside a span naming the operation and the instance, and timed into
+/// `toygres_activity_duration_seconds{activity, outcome}`.
 macro_rules! register {
     ($builder:expr, $deps:expr, $($module:ident),+ $(,)?) => {{
         let mut builder = $builder;
         $(
             let deps = $deps.clone();
-            builder = builder.register_typed($module::NAME, move |ctx, input| $module::run(deps.clone(), ctx, input));
+            builder = builder.register_typed($module::NAME, move |ctx: duroxide::ActivityContext, input| {
+                let deps = deps.clone();
+                let span = tracing::info_span!(
+                    "activity",
+                    name = short_name($module::NAME),
+                    operation_id = %ctx.instance_id(),
+                    instance = %ActivityInput::instance(&input),
+                );
+                async move {
+                    let started = std::time::Instant::now();
+                    let outcome = $module::run(deps, ctx, input).await;
+                    record_duration($module::NAME, outcome.is_ok(), started.elapsed());
+                    outcome
+                }
+                .instrument(span)
+            });
         )+
         builder
     }};
+}
+
+/// The last segment of an activity name (`deploy-postgres`).
+fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+fn record_duration(name: &'static str, ok: bool, elapsed: std::time::Duration) {
+    let outcome = if ok { "success" } else { "error" };
+    metrics::histogram!("toygres_activity_duration_seconds", "activity" => short_name(name), "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
 }
 
 /// Builds the registry of every Toygres activity, bound to `deps`.
@@ -47,6 +77,9 @@ pub fn create_activity_registry(deps: ActivityDeps) -> ActivityRegistry {
         complete_delete,
         fail_operation,
         cancel_operation,
+        check_health,
+        stop_monitor,
+        prune_history,
     )
     .build()
 }

@@ -71,6 +71,8 @@ pub struct ConnectionInfo {
 /// Input of `test-connection`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestConnectionInput {
+    /// The instance's name.
+    pub name: InstanceName,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -104,6 +106,8 @@ pub struct DeletePostgresInput {
 pub struct StartOperationInput {
     /// The operation.
     pub operation_id: String,
+    /// The instance it works on (for logs).
+    pub name: InstanceName,
 }
 
 /// Input of `transition-instance`.
@@ -111,6 +115,8 @@ pub struct StartOperationInput {
 pub struct TransitionInput {
     /// The instance's database id.
     pub instance_id: i64,
+    /// The instance's name (for logs).
+    pub name: InstanceName,
     /// The operation holding the instance.
     pub operation_id: String,
     /// The target state.
@@ -131,12 +137,16 @@ pub struct Applied {
 pub struct CompleteCreateInput {
     /// The instance's database id.
     pub instance_id: i64,
+    /// The instance's name (for logs).
+    pub name: InstanceName,
     /// The create operation.
     pub operation_id: String,
     /// Where the instance runs.
     pub host: String,
     /// Its port.
     pub port: u16,
+    /// The monitor workflow that will watch its health.
+    pub monitor_id: String,
     /// The operation result shown to users.
     pub result: serde_json::Value,
 }
@@ -146,6 +156,8 @@ pub struct CompleteCreateInput {
 pub struct CompleteDeleteInput {
     /// The instance's database id.
     pub instance_id: i64,
+    /// The instance's name (for logs).
+    pub name: InstanceName,
     /// The delete operation.
     pub operation_id: String,
 }
@@ -155,6 +167,8 @@ pub struct CompleteDeleteInput {
 pub struct FailOperationInput {
     /// The instance's database id.
     pub instance_id: i64,
+    /// The instance's name (for logs).
+    pub name: InstanceName,
     /// The failed operation.
     pub operation_id: String,
     /// The step that failed.
@@ -170,6 +184,8 @@ pub struct FailOperationInput {
 pub struct CancelOperationInput {
     /// The operation (and orchestration) to cancel.
     pub operation_id: String,
+    /// The instance it works on (for logs).
+    pub name: InstanceName,
     /// Why, recorded on the canceled operation.
     pub reason: String,
     /// How long the activity waits for the orchestration to stop before reporting back.
@@ -182,3 +198,97 @@ pub struct CancelOperationOutput {
     /// Whether the canceled orchestration has stopped.
     pub stopped: bool,
 }
+
+/// Input of `check-health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckHealthInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The instance's name.
+    pub name: InstanceName,
+    /// The monitor running the check.
+    pub monitor_id: String,
+    /// Unique per check, so a retried check is recorded once.
+    pub check_id: String,
+    /// Host to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// User to connect as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+    /// The sealed password.
+    pub sealed_password: SealedSecret,
+    /// Connect-and-query timeout.
+    pub timeout_ms: u64,
+    /// Failures in a row that make the instance unhealthy.
+    pub unhealthy_after: u32,
+}
+
+/// Output of `check-health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckHealthOutput {
+    /// False when the instance is no longer running or no longer watched by this monitor.
+    pub monitored: bool,
+}
+
+/// Input of `stop-monitor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopMonitorInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// The instance's name.
+    pub name: InstanceName,
+    /// How long the activity waits for the monitor to stop before reporting back.
+    pub wait_ms: u64,
+}
+
+/// Output of `stop-monitor`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StopMonitorOutput {
+    /// Whether the instance's monitor (if any) has stopped.
+    pub stopped: bool,
+}
+
+/// Input of `prune-history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneHistoryInput {
+    /// The workflow whose earlier executions are removed.
+    pub workflow_id: String,
+    /// The instance it belongs to (for logs).
+    pub name: InstanceName,
+}
+
+/// Names the instance an activity input concerns, for log spans.
+pub trait ActivityInput {
+    /// The instance name.
+    fn instance(&self) -> &InstanceName;
+}
+
+macro_rules! activity_input {
+    ($($input:ty),+ $(,)?) => {
+        $(impl ActivityInput for $input {
+            fn instance(&self) -> &InstanceName {
+                &self.name
+            }
+        })+
+    };
+}
+
+activity_input!(
+    DeployInput,
+    WaitForReadyInput,
+    ConnectionInfoInput,
+    TestConnectionInput,
+    DeletePostgresInput,
+    StartOperationInput,
+    TransitionInput,
+    CompleteCreateInput,
+    CompleteDeleteInput,
+    FailOperationInput,
+    CancelOperationInput,
+    CheckHealthInput,
+    StopMonitorInput,
+    PruneHistoryInput,
+);

@@ -7,3 +7,7 @@ pub const CREATE_INSTANCE: &str = "toygres-orchestrations::orchestration::create
 /// Deletes an instance (cancelling a create still in progress first). Input
 /// [`crate::types::DeleteInstanceInput`], output `()`.
 pub const DELETE_INSTANCE: &str = "toygres-orchestrations::orchestration::delete-instance";
+
+/// Watches one running instance's health until it is deleted. Input
+/// [`crate::types::MonitorInstanceInput`]; continues as new every few checks.
+pub const MONITOR_INSTANCE: &str = "toygres-orchestrations::orchestration::monitor-instance";

@@ -28,6 +28,60 @@ impl Default for CreateLimits {
     }
 }
 
+/// How running instances are watched; chosen by the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// Failures in a row that make an instance unhealthy.
+    pub unhealthy_after: u32,
+    /// Checks per workflow execution before it continues as new (bounds its history).
+    pub checks_per_execution: u32,
+    /// Connect-and-query timeout of one check.
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            interval_ms: 30_000,
+            unhealthy_after: 3,
+            checks_per_execution: 20,
+            probe_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The monitor workflow id of an instance incarnation (first generation).
+pub fn monitor_id_for(uid: &str) -> String {
+    format!("monitor-{uid}")
+}
+
+/// Input of the monitor-instance workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorInstanceInput {
+    /// This workflow's id (also recorded on the instance).
+    pub monitor_id: String,
+    /// The instance's metadata id.
+    pub instance_id: i64,
+    /// Instance name.
+    pub name: InstanceName,
+    /// Host to check.
+    pub host: String,
+    /// Port to check.
+    pub port: u16,
+    /// User to connect as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+    /// The sealed password.
+    pub sealed_password: SealedSecret,
+    /// Check settings.
+    pub settings: HealthSettings,
+    /// Executions so far (continue-as-new count).
+    pub generation: u64,
+}
+
 /// Input of the create-instance workflow. The password is sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateInstanceInput {
@@ -51,6 +105,8 @@ pub struct CreateInstanceInput {
     pub sealed_password: SealedSecret,
     /// Deadlines and retry budgets.
     pub limits: CreateLimits,
+    /// How the instance is watched once running.
+    pub health: HealthSettings,
 }
 
 /// Output of the create-instance workflow.

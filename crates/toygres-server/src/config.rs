@@ -71,6 +71,18 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_RECONCILE_INTERVAL_SECS", default_value_t = 30)]
     pub reconcile_interval_secs: u64,
 
+    /// Seconds between health checks of a running instance.
+    #[arg(long, env = "TOYGRES_HEALTH_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_interval_secs: u64,
+
+    /// Failed health checks in a row that make an instance unhealthy.
+    #[arg(long, env = "TOYGRES_HEALTH_FAILURES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_failures: u32,
+
+    /// Health checks per monitor execution before it continues as new (bounds its history).
+    #[arg(long, env = "TOYGRES_HEALTH_CHECKS_PER_EXECUTION", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_checks_per_execution: u32,
+
     /// Log format.
     #[arg(long, env = "TOYGRES_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,

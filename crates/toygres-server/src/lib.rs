@@ -4,12 +4,14 @@
 //! - [`config`]: settings from flags, the environment and `.env`.
 //! - [`runtime`]: the Duroxide store, runtime options and start-up.
 //! - [`service`]: accepting create/delete requests and reading operations (used by the API).
+//! - [`metrics`]: Prometheus metrics.
 //! - [`reconciler`]: starts accepted operations whose workflow is missing.
 //! - [`api`]: the axum routes.
 //! - [`server`]: wiring it all together for `toygres serve`.
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod reconciler;
 pub mod runtime;
 pub mod server;

@@ -17,12 +17,16 @@ pub struct ReconcileReport {
     pub started: Vec<String>,
     /// Operations recorded as failed (or canceled) because their workflow ended without doing so.
     pub settled: Vec<String>,
+    /// Monitors started for running instances that had none.
+    pub monitors_started: Vec<String>,
 }
 
-/// One pass over every unfinished operation.
+/// One pass over every unfinished operation and, when `check_monitors`, over every running
+/// instance's monitor (one status read each, so the caller does that less often).
 pub async fn reconcile(
     plane: &ControlPlane,
     include_recent: bool,
+    check_monitors: bool,
 ) -> anyhow::Result<ReconcileReport> {
     let mut report = ReconcileReport::default();
     for operation in plane.metadata.unfinished_operations().await? {
@@ -65,5 +69,50 @@ pub async fn reconcile(
             OrchestrationStatus::Completed { .. } | OrchestrationStatus::Running { .. } => {}
         }
     }
+    if check_monitors {
+        ensure_monitors(plane, include_recent, &mut report).await?;
+    }
     Ok(report)
+}
+
+/// Starts a monitor for every running instance whose monitor is missing or has ended.
+async fn ensure_monitors(
+    plane: &ControlPlane,
+    include_recent: bool,
+    report: &mut ReconcileReport,
+) -> anyhow::Result<()> {
+    for instance in plane.metadata.running_instances().await? {
+        if !include_recent && Utc::now() - instance.updated_at < GRACE {
+            continue; // its create may be starting the monitor right now
+        }
+        let status = match &instance.monitor_id {
+            Some(id) => plane.client.get_orchestration_status(id).await?,
+            None => OrchestrationStatus::NotFound,
+        };
+        let monitor_id = match (&instance.monitor_id, status) {
+            (Some(_), OrchestrationStatus::Running { .. }) => continue,
+            // Recorded but never started: start it under its recorded id.
+            (Some(id), OrchestrationStatus::NotFound) => id.clone(),
+            // Missing, or ended (an id cannot be reused): a new monitor takes over.
+            (previous, _) => {
+                let id = format!(
+                    "{}-{}",
+                    toygres_orchestrations::types::monitor_id_for(&instance.uid),
+                    crate::service::random_id("r")
+                );
+                if !plane
+                    .metadata
+                    .assign_monitor(instance.id, previous.as_deref(), &id)
+                    .await?
+                {
+                    continue; // the instance changed meanwhile; the next pass looks again
+                }
+                id
+            }
+        };
+        plane.start_monitor(&instance, &monitor_id).await?;
+        tracing::info!(instance = %instance.name, %monitor_id, "started a missing monitor");
+        report.monitors_started.push(monitor_id);
+    }
+    Ok(())
 }

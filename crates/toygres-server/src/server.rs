@@ -16,7 +16,7 @@ use toygres_activities::embedded::EmbeddedPostgres;
 use toygres_activities::metadata::MetadataStore;
 use toygres_activities::registry::ActivityDeps;
 use toygres_activities::seal::SecretKey;
-use toygres_orchestrations::types::CreateLimits;
+use toygres_orchestrations::types::{CreateLimits, HealthSettings};
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -65,6 +65,7 @@ async fn run_with_database(
     database_url: &str,
     secret_key: SecretKey,
 ) -> anyhow::Result<()> {
+    let metrics_handle = crate::metrics::install()?;
     let metadata = MetadataStore::connect(database_url, 10)
         .await
         .context("connecting to the control-plane database")?;
@@ -112,9 +113,15 @@ async fn run_with_database(
             ..CreateLimits::default()
         },
         delete_attempts: 5,
+        health: HealthSettings {
+            interval_ms: config.health_interval_secs.saturating_mul(1000),
+            unhealthy_after: config.health_failures,
+            checks_per_execution: config.health_checks_per_execution,
+            ..HealthSettings::default()
+        },
     });
 
-    match reconciler::reconcile(&plane, true).await {
+    match reconciler::reconcile(&plane, true, true).await {
         Ok(report) if report != Default::default() => {
             tracing::info!(?report, "reconciled accepted operations")
         }
@@ -132,7 +139,10 @@ async fn run_with_database(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "toygres is serving");
-    let app = api::router(AppState { plane });
+    let app = api::router(AppState {
+        plane,
+        metrics: metrics_handle,
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
@@ -143,14 +153,19 @@ async fn run_with_database(
     served.context("serving HTTP")
 }
 
+/// Every `every`, starts missing workflows; every [`MONITOR_PASS_EVERY`] passes, also missing monitors.
 async fn reconcile_periodically(plane: Arc<ControlPlane>, every: Duration) {
-    loop {
+    for pass in 1u64.. {
         tokio::time::sleep(every).await;
-        if let Err(error) = reconciler::reconcile(&plane, false).await {
+        let check_monitors = pass % MONITOR_PASS_EVERY == 0;
+        if let Err(error) = reconciler::reconcile(&plane, false, check_monitors).await {
             tracing::warn!(%error, "reconciliation failed");
         }
     }
 }
+
+/// Monitors are checked on every this many reconciler passes (with 30 s passes: every 2.5 min).
+const MONITOR_PASS_EVERY: u64 = 5;
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

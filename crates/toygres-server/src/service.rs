@@ -14,7 +14,8 @@ use toygres_activities::seal::{SealedSecret, SecretKey};
 use toygres_activities::validation::InstanceName;
 use toygres_orchestrations::names;
 use toygres_orchestrations::types::{
-    CREATE_STEPS, CreateInstanceInput, CreateLimits, DELETE_STEPS, DeleteInstanceInput, Progress,
+    CREATE_STEPS, CreateInstanceInput, CreateLimits, DELETE_STEPS, DeleteInstanceInput,
+    HealthSettings, MonitorInstanceInput, Progress,
 };
 
 /// Length of generated passwords.
@@ -136,6 +137,8 @@ pub struct ControlPlane {
     pub create_limits: CreateLimits,
     /// Backend delete attempts.
     pub delete_attempts: u32,
+    /// How running instances are watched.
+    pub health: HealthSettings,
 }
 
 impl ControlPlane {
@@ -193,6 +196,7 @@ impl ControlPlane {
             }
             Err(error) => return Err(reserve_error(error)),
         };
+        metrics::counter!("toygres_operations_started_total", "kind" => "create").increment(1);
         self.start_workflow(&instance, &record).await;
         let operation = self.view(record).await?;
         Ok(CreateAccepted {
@@ -243,6 +247,8 @@ impl ControlPlane {
                 instance,
                 operation,
             } => {
+                metrics::counter!("toygres_operations_started_total", "kind" => "delete")
+                    .increment(1);
                 self.start_workflow(&instance, &operation).await;
                 Ok(DeleteAccepted {
                     instance,
@@ -299,6 +305,7 @@ impl ControlPlane {
                     database: instance.database_name.clone(),
                     sealed_password: SealedSecret::from_stored(instance.sealed_password.clone()),
                     limits: self.create_limits.clone(),
+                    health: self.health.clone(),
                 };
                 self.client
                     .start_orchestration_typed(&operation.id, names::CREATE_INSTANCE, input)
@@ -319,6 +326,38 @@ impl ControlPlane {
                     .map_err(internal)
             }
         }
+    }
+
+    /// Starts the monitor workflow `monitor_id` of a running instance.
+    pub async fn start_monitor(
+        &self,
+        instance: &InstanceRecord,
+        monitor_id: &str,
+    ) -> Result<(), ServiceError> {
+        let internal = |error: String| ServiceError::Internal(error);
+        let (Some(host), Some(port)) = (instance.host.clone(), instance.port) else {
+            return Err(internal(format!(
+                "running instance {} has no endpoint",
+                instance.name
+            )));
+        };
+        let input = MonitorInstanceInput {
+            monitor_id: monitor_id.to_string(),
+            instance_id: instance.id,
+            name: InstanceName::parse(&instance.name)
+                .map_err(|error| internal(error.to_string()))?,
+            host,
+            port: u16::try_from(port).map_err(|error| internal(error.to_string()))?,
+            user: instance.username.clone(),
+            database: instance.database_name.clone(),
+            sealed_password: SealedSecret::from_stored(instance.sealed_password.clone()),
+            settings: self.health.clone(),
+            generation: 0,
+        };
+        self.client
+            .start_orchestration_typed(monitor_id, names::MONITOR_INSTANCE, input)
+            .await
+            .map_err(|error| internal(error.to_string()))
     }
 
     /// Overlays the workflow's live status on an unfinished operation row.

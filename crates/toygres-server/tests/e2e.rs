@@ -8,6 +8,61 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::*;
 
+/// Runs `pg_ctl ACTION -D data` as the user PostgreSQL runs as; returns whether it succeeded.
+fn pg_ctl(action: &str, data: &std::path::Path) -> Result<bool, TestError> {
+    let pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl";
+    // SAFETY: getuid has no preconditions.
+    let mut command = if unsafe { libc::getuid() } == 0 {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--", pg_ctl]);
+        command
+    } else {
+        std::process::Command::new(pg_ctl)
+    };
+    command
+        .arg(action)
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "fast", "-w"]);
+    if action == "start" {
+        command.arg("-l").arg(data.with_file_name("postgres.log"));
+    }
+    Ok(command
+        .stdout(std::process::Stdio::null())
+        .status()?
+        .success())
+}
+
+/// Polls `GET /instances/{name}` until `check` holds, for at most `limit`.
+async fn wait_instance(
+    server: &Server,
+    name: &str,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Result<Value, TestError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let instance = server.get(&format!("/instances/{name}")).await?.body;
+        if check(&instance) {
+            return Ok(instance);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(
+                format!("instance {name} never reached the expected state: {instance}").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status of a Duroxide workflow in the control-plane database at `url`.
+async fn workflow_status(url: &str, id: &str) -> Result<duroxide::OrchestrationStatus, TestError> {
+    let store = toygres_server::runtime::open_store(url).await?;
+    Ok(duroxide::Client::new(store)
+        .get_orchestration_status(id)
+        .await?)
+}
+
 fn port_of(instance: &Value) -> Result<u16, TestError> {
     Ok(u16::try_from(instance["port"].as_u64().ok_or("no port")?)?)
 }
@@ -514,20 +569,27 @@ async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> Te
     // Stop it behind the control plane's back (as a machine reboot would): the next start
     // finds its data dir and starts it again.
     let data = workspace.instances_dir().join("keeper").join("data");
-    let pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl";
-    // SAFETY: getuid has no preconditions.
-    let mut stop = if unsafe { libc::getuid() } == 0 {
-        let mut command = std::process::Command::new("runuser");
-        command.args(["-u", "postgres", "--", pg_ctl]);
-        command
-    } else {
-        std::process::Command::new(pg_ctl)
-    };
-    stop.args(["stop", "-m", "fast", "-D"]).arg(&data);
-    assert!(stop.status()?.success());
+    assert!(pg_ctl("stop", &data)?);
     assert!(!port_is_open(port));
+    // Lose its monitor too (it ends, as after a poison message): the next server must notice
+    // and give the instance a new one. The first server's embedded database is stopped; start it.
+    let controlplane = workspace.data_dir().join("controlplane");
+    let embedded =
+        toygres_activities::embedded::EmbeddedPostgres::ensure_running(&controlplane, None).await?;
+    let pool = sqlx::PgPool::connect(&embedded.url("postgres")).await?;
+    let first_monitor: Option<String> =
+        sqlx::query_scalar("SELECT monitor_id FROM toygres.instances WHERE name = 'keeper'")
+            .fetch_one(&pool)
+            .await?;
+    let store = toygres_server::runtime::open_store(&embedded.url("postgres")).await?;
+    duroxide::Client::new(store)
+        .cancel_instance(first_monitor.clone().unwrap_or_default(), "simulated loss")
+        .await?;
+    let first_monitor = first_monitor.ok_or("the create did not record a monitor")?;
 
-    let server = workspace.start_server("second.log", &[]).await?;
+    let server = workspace
+        .start_server("second.log", &[("TOYGRES_HEALTH_INTERVAL_SECS", "1")])
+        .await?;
     let mut restarted = false;
     for _ in 0..100 {
         if query_with_password(port, "keeper-pass-1234").await.is_ok() {
@@ -545,6 +607,30 @@ async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> Te
         server.get("/instances/keeper").await?.body["state"],
         "running"
     );
+    // A new monitor took over and checks the instance.
+    let mut second_monitor = None;
+    for _ in 0..150 {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT monitor_id FROM toygres.instances WHERE name = 'keeper'")
+                .fetch_one(&pool)
+                .await?;
+        if current.is_some() && current != Some(first_monitor.clone()) {
+            second_monitor = current;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second_monitor = second_monitor.ok_or("no new monitor took over")?;
+    wait_instance(&server, "keeper", Duration::from_secs(30), |i| {
+        i["health"]["status"] == "healthy"
+    })
+    .await?;
+    let url = workspace.control_plane_url();
+    assert!(matches!(
+        workflow_status(&url, &second_monitor).await?,
+        duroxide::OrchestrationStatus::Running { .. }
+    ));
+
     let deleted = server.delete("/instances/keeper").await?;
     let delete_id = deleted.body["operation"]["id"].as_str().ok_or("no id")?;
     assert_eq!(
@@ -552,6 +638,180 @@ async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> Te
         "succeeded"
     );
     assert!(!port_is_open(port));
+    // No monitor outlives its instance.
+    for monitor in [&first_monitor, &second_monitor] {
+        let mut ended = false;
+        for _ in 0..100 {
+            if !matches!(
+                workflow_status(&url, monitor).await?,
+                duroxide::OrchestrationStatus::Running { .. }
+            ) {
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(ended, "monitor {monitor} still runs after the delete");
+    }
+    pool.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_instance_and_metrics_show_it() -> TestResult {
+    let workspace = Workspace::new("e2e_health_follows_the_instance")?;
+    let env = [
+        ("TOYGRES_HEALTH_INTERVAL_SECS", "1"),
+        ("TOYGRES_HEALTH_FAILURES", "2"),
+        ("TOYGRES_HEALTH_CHECKS_PER_EXECUTION", "2"),
+    ];
+    let server = workspace.start_server("server.log", &env).await?;
+    let created = server
+        .post("/instances", &json!({"name": "watched"}))
+        .await?;
+    let operation_id = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_string();
+    assert_eq!(
+        server.wait_operation(&operation_id).await?["status"],
+        "succeeded"
+    );
+
+    let healthy = wait_instance(&server, "watched", Duration::from_secs(30), |i| {
+        i["health"]["status"] == "healthy"
+    })
+    .await?;
+    assert!(healthy["health"]["checked_at"].is_string());
+    assert!(healthy["health"]["latency_ms"].is_u64());
+
+    // Stop its postgres behind the control plane's back: unhealthy after 2 failed checks.
+    let data = workspace.instances_dir().join("watched").join("data");
+    assert!(pg_ctl("stop", &data)?);
+    let sick = wait_instance(&server, "watched", Duration::from_secs(30), |i| {
+        i["health"]["status"] == "unhealthy"
+    })
+    .await?;
+    assert!(
+        sick["health"]["consecutive_failures"].as_u64() >= Some(2),
+        "{sick}"
+    );
+    assert_eq!(
+        sick["state"], "running",
+        "health is not state: the instance is still ours and running"
+    );
+
+    // Start it again: healthy after one good check.
+    assert!(pg_ctl("start", &data)?);
+    wait_instance(&server, "watched", Duration::from_secs(30), |i| {
+        i["health"]["status"] == "healthy"
+    })
+    .await?;
+    let events = server.get("/instances/watched/events").await?;
+    let messages: Vec<&str> = events.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("unhealthy: 2 checks in a row failed")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| m.starts_with("healthy")).count() >= 2,
+        "{messages:?}"
+    );
+
+    // Its history stays bounded: it continued as new every 2 checks and pruned the rest.
+    let pool = sqlx::PgPool::connect(&workspace.control_plane_url()).await?;
+    let monitor: Option<String> =
+        sqlx::query_scalar("SELECT monitor_id FROM toygres.instances WHERE name = 'watched'")
+            .fetch_one(&pool)
+            .await?;
+    let monitor = monitor.ok_or("no monitor")?;
+    let executions: Vec<i64> = sqlx::query_scalar(
+        "SELECT execution_id::bigint FROM toygres_duroxide.executions WHERE instance_id = $1",
+    )
+    .bind(&monitor)
+    .fetch_all(&pool)
+    .await?;
+    assert!(
+        executions.iter().max() >= Some(&3),
+        "the monitor continued as new: {executions:?}"
+    );
+    assert!(
+        executions.len() <= 2,
+        "old executions are pruned: {executions:?}"
+    );
+
+    // /metrics: Prometheus text with the series operators need.
+    let metrics = server.get("/metrics").await?;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics
+        .text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .ok_or_else(|| format!("not a sample: {line}"))?;
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "bad value in {line}"
+        );
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name in {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels in {line}"
+            );
+        }
+        names.insert(name.to_string());
+    }
+    for expected in [
+        "toygres_http_requests_total",
+        "toygres_http_request_duration_seconds_bucket",
+        "toygres_operations_started_total",
+        "toygres_operations_finished_total",
+        "toygres_activity_duration_seconds_bucket",
+        "toygres_instances",
+        "toygres_instances_by_health",
+        "duroxide_activity_executions_total",
+    ] {
+        assert!(
+            names.contains(expected),
+            "/metrics lacks {expected}: {names:?}"
+        );
+    }
+    assert!(
+        metrics
+            .text
+            .contains(r#"toygres_instances{state="running"} 1"#),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains(r#"toygres_instances_by_health{health="healthy"} 1"#)
+    );
+    assert!(
+        metrics.text.contains(r#"route="/instances/{name}""#),
+        "requests are labelled by route, not by path"
+    );
+    assert!(metrics.text.contains(r#"activity="check-health""#));
+    pool.close().await;
     Ok(())
 }
 
@@ -694,11 +954,29 @@ async fn with_database_url_it_uses_that_database_and_starts_orphaned_operations(
     assert_eq!(rows, 1);
     let log = server.log();
     assert!(!log.is_empty());
+    let mut activity_lines = 0;
     for line in log.lines() {
-        assert!(
-            serde_json::from_str::<Value>(line).is_ok(),
-            "not a JSON log line: {line}"
-        );
+        let entry: Value =
+            serde_json::from_str(line).map_err(|_| format!("not a JSON log line: {line}"))?;
+        // Every line logged while running a step names the operation and the instance.
+        if entry["span"]["name"] == "activity" {
+            activity_lines += 1;
+            assert!(
+                entry["span"]["operation_id"].is_string() && entry["span"]["instance"].is_string(),
+                "{line}"
+            );
+        }
     }
+    let orphan_lines = log
+        .lines()
+        .filter(|l| {
+            l.contains(r#""operation_id":"op_orphanedbeforestart0000""#)
+                && l.contains(r#""instance":"orphan""#)
+        })
+        .count();
+    assert!(
+        activity_lines > 0 && orphan_lines > 0,
+        "the steps of the orphaned create must log with their span"
+    );
     Ok(())
 }

@@ -66,6 +66,7 @@ impl Harness {
                 ..CreateLimits::default()
             },
             delete_attempts: 3,
+            health: toygres_orchestrations::types::HealthSettings::default(),
         };
         Ok(Self {
             plane,
@@ -485,12 +486,26 @@ async fn metadata_transitions_never_move_backwards() -> TestResult {
     );
     assert!(
         metadata
-            .complete_create(instance.id, "op_create", "127.0.0.1", 1, &result)
+            .complete_create(
+                instance.id,
+                "op_create",
+                "127.0.0.1",
+                1,
+                "monitor-x",
+                &result
+            )
             .await?
     );
     assert!(
         !metadata
-            .complete_create(instance.id, "op_create", "127.0.0.1", 1, &result)
+            .complete_create(
+                instance.id,
+                "op_create",
+                "127.0.0.1",
+                1,
+                "monitor-x",
+                &result
+            )
             .await?,
         "a replay is a no-op"
     );

@@ -22,6 +22,7 @@ pub async fn run(
             &input.operation_id,
             &input.host,
             input.port,
+            &input.monitor_id,
             &input.result,
         )
         .await

@@ -2,13 +2,16 @@
 //! `toygres-activities::activity::{name}`) and its `run` function.
 
 pub mod cancel_operation;
+pub mod check_health;
 pub mod complete_create;
 pub mod complete_delete;
 pub mod delete_postgres;
 pub mod deploy_postgres;
 pub mod fail_operation;
 pub mod get_connection_strings;
+pub mod prune_history;
 pub mod start_operation;
+pub mod stop_monitor;
 pub mod test_connection;
 pub mod transition_instance;
 pub mod wait_for_ready;

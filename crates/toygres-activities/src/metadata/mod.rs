@@ -1,11 +1,13 @@
 //! The metadata store: instances, operations and the audit trail, in the PostgreSQL schema
 //! `toygres`. Activities write state transitions; the API reserves names and reads.
 
+mod health;
 mod reads;
 mod records;
 mod reservations;
 mod transitions;
 
+pub use health::{HealthRecorded, HealthSample};
 pub use reads::Page;
 pub use records::{EventRecord, InstanceRecord, OperationRecord};
 pub use reservations::{DeleteReservation, NewInstance, NewOperation, ReserveError};

@@ -1,6 +1,6 @@
 //! Rows of the metadata tables.
 
-use crate::model::{Expose, InstanceState, OperationKind, OperationStatus};
+use crate::model::{Expose, HealthStatus, InstanceState, OperationKind, OperationStatus};
 use chrono::{DateTime, Utc};
 
 /// One row of `instances`.
@@ -50,6 +50,19 @@ pub struct InstanceRecord {
     pub updated_at: DateTime<Utc>,
     /// When it was deleted.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// `healthy`, `unhealthy` or `unknown`.
+    #[sqlx(try_from = "String")]
+    pub health_status: HealthStatus,
+    /// When health was last checked.
+    pub health_checked_at: Option<DateTime<Utc>>,
+    /// Latency of the last successful check.
+    pub health_latency_ms: Option<i32>,
+    /// Failed checks in a row.
+    pub health_consecutive_failures: i32,
+    /// The id of the last recorded check.
+    pub health_last_check: Option<String>,
+    /// The monitor workflow of this instance.
+    pub monitor_id: Option<String>,
 }
 
 /// One row of `operations`.

@@ -84,29 +84,35 @@ impl MetadataStore {
         Ok(changed.is_some())
     }
 
-    /// Records a successful create: the instance runs at `host:port`, the operation succeeded.
+    /// Records a successful create: the instance runs at `host:port` watched by `monitor_id`,
+    /// the operation succeeded.
     pub async fn complete_create(
         &self,
         instance_id: i64,
         operation_id: &str,
         host: &str,
         port: u16,
+        monitor_id: &str,
         result: &serde_json::Value,
     ) -> Result<bool, TransitionError> {
         let mut tx = self.pool().begin().await?;
         let changed: Option<InstanceRecord> = sqlx::query_as(
-            "UPDATE instances SET state = 'running', host = $3, port = $4, error_code = NULL, error_message = NULL, \
-             active_operation_id = NULL, updated_at = now() \
+            "UPDATE instances SET state = 'running', host = $3, port = $4, monitor_id = $5, error_code = NULL, \
+             error_message = NULL, active_operation_id = NULL, updated_at = now() \
              WHERE id = $1 AND active_operation_id = $2 AND state = 'creating' RETURNING *",
         )
         .bind(instance_id)
         .bind(operation_id)
         .bind(host)
         .bind(i32::from(port))
+        .bind(monitor_id)
         .fetch_optional(&mut *tx)
         .await?;
+        let mut finished = None;
         if let Some(instance) = &changed {
-            finish_operation(&mut tx, operation_id, "succeeded", Some(result), None, None).await?;
+            finished =
+                finish_operation(&mut tx, operation_id, "succeeded", Some(result), None, None)
+                    .await?;
             insert_event(
                 &mut tx,
                 instance,
@@ -117,6 +123,7 @@ impl MetadataStore {
             .await?;
         }
         tx.commit().await?;
+        count_finished(finished, "succeeded");
         Ok(changed.is_some())
     }
 
@@ -135,8 +142,10 @@ impl MetadataStore {
         .bind(operation_id)
         .fetch_optional(&mut *tx)
         .await?;
+        let mut finished = None;
         if let Some(instance) = &changed {
-            finish_operation(&mut tx, operation_id, "succeeded", None, None, None).await?;
+            finished =
+                finish_operation(&mut tx, operation_id, "succeeded", None, None, None).await?;
             insert_event(
                 &mut tx,
                 instance,
@@ -147,6 +156,7 @@ impl MetadataStore {
             .await?;
         }
         tx.commit().await?;
+        count_finished(finished, "succeeded");
         Ok(changed.is_some())
     }
 
@@ -161,7 +171,7 @@ impl MetadataStore {
         note: &str,
     ) -> Result<(), TransitionError> {
         let mut tx = self.pool().begin().await?;
-        finish_operation(
+        let finished = finish_operation(
             &mut tx,
             operation_id,
             "failed",
@@ -197,6 +207,7 @@ impl MetadataStore {
             .await?;
         }
         tx.commit().await?;
+        count_finished(finished, "failed");
         Ok(())
     }
 
@@ -211,7 +222,9 @@ impl MetadataStore {
         let changed =
             finish_operation(&mut tx, operation_id, "canceled", None, Some(&error), None).await?;
         tx.commit().await?;
-        Ok(changed)
+        let canceled = changed.is_some();
+        count_finished(changed, "canceled");
+        Ok(canceled)
     }
 
     /// Appends an event to an instance's audit trail.
@@ -236,7 +249,7 @@ impl MetadataStore {
     }
 }
 
-/// Moves an unfinished operation to a terminal status. Returns whether it changed.
+/// Moves an unfinished operation to a terminal status. Returns its kind when it changed.
 async fn finish_operation(
     tx: &mut Transaction<'_, Postgres>,
     operation_id: &str,
@@ -244,14 +257,14 @@ async fn finish_operation(
     result: Option<&serde_json::Value>,
     error: Option<&ActivityError>,
     step: Option<&str>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let sql = format!(
         "UPDATE operations SET status = $2, \
          result = $3::jsonb || jsonb_build_object('elapsed_ms', (extract(epoch FROM now() - created_at) * 1000)::bigint), error_code = $4, error_message = $5, error_retryable = $6, \
          step = $7, progress_done = CASE WHEN $2 = 'succeeded' THEN progress_total ELSE progress_done END, \
-         started_at = COALESCE(started_at, now()), finished_at = now() WHERE id = $1 AND {UNFINISHED}"
+         started_at = COALESCE(started_at, now()), finished_at = now() WHERE id = $1 AND {UNFINISHED} RETURNING kind"
     );
-    let done = sqlx::query(&sql)
+    let kind: Option<String> = sqlx::query_scalar(&sql)
         .bind(operation_id)
         .bind(status)
         .bind(result)
@@ -259,7 +272,14 @@ async fn finish_operation(
         .bind(error.map(|error| error.message.as_str()))
         .bind(error.map(|error| error.retryable))
         .bind(step)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(kind)
+}
+
+/// Counts a finished operation in `toygres_operations_finished_total{kind, outcome}`.
+fn count_finished(kind: Option<String>, outcome: &'static str) {
+    if let Some(kind) = kind {
+        metrics::counter!("toygres_operations_finished_total", "kind" => kind, "outcome" => outcome).increment(1);
+    }
 }

@@ -1,10 +1,14 @@
-//! create-instance: deploy -> wait until ready -> connection info -> test connection -> running.
+//! create-instance: deploy -> wait until ready -> connection info -> test connection -> running,
+//! then start the instance's monitor.
 //!
 //! On any failure, or past a deadline, it records `failed` with a typed error code, cleans up
 //! what was deployed, and ends failed.
 
+use crate::names;
 use crate::steps::{StepPolicy, call, report};
-use crate::types::{CREATE_STEPS, CreateInstanceInput, CreateInstanceOutput};
+use crate::types::{
+    CREATE_STEPS, CreateInstanceInput, CreateInstanceOutput, MonitorInstanceInput, monitor_id_for,
+};
 use duroxide::OrchestrationContext;
 use std::time::Duration;
 use toygres_activities::activities::{
@@ -37,6 +41,7 @@ pub async fn run(
     let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
     let start = StartOperationInput {
         operation_id: input.operation_id.clone(),
+        name: input.name.clone(),
     };
     let proceed: bool = call(&ctx, start_operation::NAME, &start, metadata).await?;
     if !proceed {
@@ -102,6 +107,7 @@ async fn provision(
 
     report(ctx, "test_connection", 3, total);
     let probe = TestConnectionInput {
+        name: input.name.clone(),
         host: info.host.clone(),
         port: info.port,
         user: input.user.clone(),
@@ -118,17 +124,33 @@ async fn provision(
         .map_err(failed("test_connection"))?;
 
     report(ctx, "finalize", 4, total);
+    let monitor_id = monitor_id_for(&input.uid);
     let complete = CompleteCreateInput {
         instance_id: input.instance_id,
+        name: input.name.clone(),
         operation_id: input.operation_id.clone(),
         host: info.host.clone(),
         port: info.port,
+        monitor_id: monitor_id.clone(),
         result: serde_json::json!({ "server_version": tested.server_version }),
     };
     let policy = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
     let _: Applied = call(ctx, complete_create::NAME, &complete, policy)
         .await
         .map_err(failed("finalize"))?;
+    let monitor = MonitorInstanceInput {
+        monitor_id: monitor_id.clone(),
+        instance_id: input.instance_id,
+        name: input.name.clone(),
+        host: info.host.clone(),
+        port: info.port,
+        user: input.user.clone(),
+        database: input.database.clone(),
+        sealed_password: input.sealed_password.clone(),
+        settings: input.health.clone(),
+        generation: 0,
+    };
+    ctx.schedule_orchestration_typed(names::MONITOR_INSTANCE, &monitor_id, &monitor);
     report(ctx, "finalize", total, total);
     Ok(CreateInstanceOutput {
         host: info.host,
@@ -197,6 +219,7 @@ async fn fail_and_clean_up(
     };
     let record = FailOperationInput {
         instance_id: input.instance_id,
+        name: input.name.clone(),
         operation_id: input.operation_id.clone(),
         step: failure.step.to_string(),
         error: failure.error.clone(),

@@ -1,4 +1,5 @@
-//! delete-instance: (cancel a create in progress) -> deleting -> delete backend resources -> deleted.
+//! delete-instance: (cancel a create in progress) -> stop the monitor -> deleting -> delete
+//! backend resources -> deleted.
 //!
 //! Transient errors are retried; if it still cannot finish it ends failed with the error and
 //! releases the instance, so a later delete (a new operation) can run again.
@@ -9,7 +10,7 @@ use duroxide::OrchestrationContext;
 use std::time::Duration;
 use toygres_activities::activities::{
     cancel_operation, complete_delete, delete_postgres, fail_operation, start_operation,
-    transition_instance,
+    stop_monitor, transition_instance,
 };
 use toygres_activities::error::{ActivityError, ErrorCode};
 use toygres_activities::model::InstanceState;
@@ -29,6 +30,7 @@ pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Resul
     let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
     let start = StartOperationInput {
         operation_id: input.operation_id.clone(),
+        name: input.name.clone(),
     };
     let proceed: bool = call(&ctx, start_operation::NAME, &start, metadata).await?;
     if !proceed {
@@ -41,6 +43,7 @@ pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Resul
     if let Err((step, error)) = tear_down(&ctx, &input).await {
         let record = FailOperationInput {
             instance_id: input.instance_id,
+            name: input.name.clone(),
             operation_id: input.operation_id.clone(),
             step: step.to_string(),
             error: error.clone(),
@@ -70,6 +73,7 @@ async fn tear_down(
         report(ctx, "cancel_create", 0, total);
         let cancel = CancelOperationInput {
             operation_id: create.clone(),
+            name: input.name.clone(),
             reason: format!("canceled by delete {}", input.operation_id),
             wait_ms: 5_000,
         };
@@ -92,9 +96,35 @@ async fn tear_down(
         }
     }
 
-    report(ctx, "mark_deleting", 1, total);
+    report(ctx, "stop_monitor", 1, total);
+    let stop = StopMonitorInput {
+        instance_id: input.instance_id,
+        name: input.name.clone(),
+        wait_ms: 5_000,
+    };
+    let mut stopped = false;
+    for _ in 0..CANCEL_ROUNDS {
+        let output: StopMonitorOutput = call(ctx, stop_monitor::NAME, &stop, metadata)
+            .await
+            .map_err(|error| ("stop_monitor", error))?;
+        if output.stopped {
+            stopped = true;
+            break;
+        }
+        ctx.schedule_timer(Duration::from_millis(500)).await;
+    }
+    if !stopped {
+        // It stops by itself at its next check: the instance is no longer running.
+        ctx.trace_warn(format!(
+            "the monitor of {} did not stop in time; deleting anyway",
+            input.name
+        ));
+    }
+
+    report(ctx, "mark_deleting", 2, total);
     let deleting = TransitionInput {
         instance_id: input.instance_id,
+        name: input.name.clone(),
         operation_id: input.operation_id.clone(),
         to: InstanceState::Deleting,
         message: "delete started".into(),
@@ -103,7 +133,7 @@ async fn tear_down(
         .await
         .map_err(|error| ("mark_deleting", error))?;
 
-    report(ctx, "delete_resources", 2, total);
+    report(ctx, "delete_resources", 3, total);
     let delete = DeletePostgresInput {
         name: input.name.clone(),
     };
@@ -112,9 +142,10 @@ async fn tear_down(
         .await
         .map_err(|error| ("delete_resources", error))?;
 
-    report(ctx, "finalize", 3, total);
+    report(ctx, "finalize", 4, total);
     let complete = CompleteDeleteInput {
         instance_id: input.instance_id,
+        name: input.name.clone(),
         operation_id: input.operation_id.clone(),
     };
     let _: Applied = call(ctx, complete_delete::NAME, &complete, metadata)

@@ -2,3 +2,4 @@
 
 pub mod create_instance;
 pub mod delete_instance;
+pub mod monitor_instance;

@@ -42,3 +42,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::ApiDoc::openapi())
 }
+
+/// Prometheus metrics in text format: HTTP, operations, steps, instances, and Duroxide's own.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    crate::metrics::refresh_instance_gauges(&state.plane.metadata).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    ))
+}

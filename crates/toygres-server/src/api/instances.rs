@@ -56,6 +56,7 @@ pub async fn create(
     if let Some(label) = &dns_label {
         validate_dns_label(label)?;
     }
+    super::record_subject(Some(name.as_str()), None);
     let idempotency = idempotency::from_headers(&headers, "POST /instances", &map)?;
     let request = CreateRequest {
         name: name.clone(),
@@ -72,6 +73,7 @@ pub async fn create(
         }
         other => other?,
     };
+    super::record_subject(None, Some(&created.operation.record.id));
     let body = CreateAcceptedBody {
         instance: Instance::from(&created.instance),
         operation: Operation::from(&created.operation),
@@ -171,6 +173,7 @@ pub async fn delete(
             crate::service::ServiceError::NotFound => not_found(&name),
             other => other.into(),
         })?;
+    super::record_subject(None, Some(&deleted.operation.record.id));
     let body = DeleteAcceptedBody {
         instance: Instance::from(&deleted.instance),
         operation: Operation::from(&deleted.operation),
@@ -214,7 +217,10 @@ pub async fn events(
 
 /// A path name that cannot be an instance name cannot exist: 404.
 fn existing_name(raw: &str) -> Result<InstanceName, ApiError> {
-    InstanceName::parse(raw).map_err(|_| ApiError::NotFound("no such instance".into()))
+    let name =
+        InstanceName::parse(raw).map_err(|_| ApiError::NotFound("no such instance".into()))?;
+    super::record_subject(Some(name.as_str()), None);
+    Ok(name)
 }
 
 fn not_found(name: &InstanceName) -> ApiError {

@@ -32,6 +32,8 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub struct AppState {
     /// The control plane.
     pub plane: Arc<ControlPlane>,
+    /// Renders the Prometheus metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// The OpenAPI description.
@@ -56,7 +58,7 @@ pub struct AppState {
 )]
 pub struct ApiDoc;
 
-/// Every route, with body limit, timeout, panic and 404 handling.
+/// Every route, with body limit, timeout, panic and 404 handling, request spans and metrics.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/instances", get(instances::list).post(instances::create))
@@ -70,8 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -81,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
 fn method_not_allowed() -> Response {
@@ -105,4 +109,27 @@ pub fn accepted(operation_id: &str, body: impl Serialize) -> Response {
     }
     headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     response
+}
+
+/// The span of one request; handlers fill `instance` and `operation_id` once they know them.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri().path(),
+        instance = tracing::field::Empty,
+        operation_id = tracing::field::Empty,
+    )
+}
+
+/// Records the instance and operation a request concerns on its span, so every log line of
+/// the request carries them.
+pub fn record_subject(instance: Option<&str>, operation_id: Option<&str>) {
+    let span = tracing::Span::current();
+    if let Some(instance) = instance {
+        span.record("instance", instance);
+    }
+    if let Some(operation_id) = operation_id {
+        span.record("operation_id", operation_id);
+    }
 }

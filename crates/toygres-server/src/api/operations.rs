@@ -16,6 +16,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Operation>, ApiError> {
+    super::record_subject(None, Some(&id));
     let view = state
         .plane
         .operation(&id)

@@ -115,10 +115,13 @@ impl From<&InstanceRecord> for Instance {
                 message: record.error_message.clone().unwrap_or_default(),
             }),
             health: Health {
-                status: "unknown".into(),
-                checked_at: None,
-                latency_ms: None,
-                consecutive_failures: 0,
+                status: record.health_status.to_string(),
+                checked_at: record.health_checked_at,
+                latency_ms: record
+                    .health_latency_ms
+                    .and_then(|ms| u64::try_from(ms).ok()),
+                consecutive_failures: u32::try_from(record.health_consecutive_failures)
+                    .unwrap_or(0),
             },
             last_operation_id: record.last_operation_id.clone(),
             created_at: record.created_at,
