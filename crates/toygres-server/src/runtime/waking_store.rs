@@ -35,6 +35,16 @@ impl WakingStore {
     }
 }
 
+/// Wakes one waiting fetch per new item (not all of them: the others would only find nothing).
+fn wake(signal: &Notify, new_items: usize) {
+    for _ in 0..new_items.min(WAKE_AT_MOST) {
+        signal.notify_one();
+    }
+}
+
+/// More wake-ups than this per enqueue would exceed any dispatcher count we run.
+const WAKE_AT_MOST: usize = 64;
+
 /// Runs `fetch`; when it finds nothing, waits for `signal` (or `poll_timeout`) and runs it once more.
 async fn fetch_or_wait<T, F, Fut>(
     signal: &Notify,
@@ -92,8 +102,8 @@ impl Provider for WakingStore {
         metadata: ExecutionMetadata,
         cancelled_activities: Vec<ScheduledActivityIdentifier>,
     ) -> Result<(), ProviderError> {
-        let wakes_workers = !worker_items.is_empty();
-        let wakes_orchestrators = !orchestrator_items.is_empty();
+        let new_worker_items = worker_items.len();
+        let new_orchestrator_items = orchestrator_items.len();
         self.inner
             .ack_orchestration_item(
                 lock_token,
@@ -105,12 +115,8 @@ impl Provider for WakingStore {
                 cancelled_activities,
             )
             .await?;
-        if wakes_workers {
-            self.worker_work.notify_waiters();
-        }
-        if wakes_orchestrators {
-            self.orchestrator_work.notify_waiters();
-        }
+        wake(&self.worker_work, new_worker_items);
+        wake(&self.orchestrator_work, new_orchestrator_items);
         Ok(())
     }
 
@@ -123,7 +129,7 @@ impl Provider for WakingStore {
         self.inner
             .abandon_orchestration_item(lock_token, delay, ignore_attempt)
             .await?;
-        self.orchestrator_work.notify_waiters();
+        wake(&self.orchestrator_work, 1);
         Ok(())
     }
 
@@ -152,7 +158,7 @@ impl Provider for WakingStore {
 
     async fn enqueue_for_worker(&self, item: WorkItem) -> Result<(), ProviderError> {
         self.inner.enqueue_for_worker(item).await?;
-        self.worker_work.notify_waiters();
+        wake(&self.worker_work, 1);
         Ok(())
     }
 
@@ -175,11 +181,9 @@ impl Provider for WakingStore {
         token: &str,
         completion: Option<WorkItem>,
     ) -> Result<(), ProviderError> {
-        let wakes_orchestrators = completion.is_some();
+        let new_orchestrator_items = usize::from(completion.is_some());
         self.inner.ack_work_item(token, completion).await?;
-        if wakes_orchestrators {
-            self.orchestrator_work.notify_waiters();
-        }
+        wake(&self.orchestrator_work, new_orchestrator_items);
         Ok(())
     }
 
@@ -218,7 +222,7 @@ impl Provider for WakingStore {
         self.inner
             .abandon_work_item(token, delay, ignore_attempt)
             .await?;
-        self.worker_work.notify_waiters();
+        wake(&self.worker_work, 1);
         Ok(())
     }
 
@@ -238,7 +242,7 @@ impl Provider for WakingStore {
         delay: Option<Duration>,
     ) -> Result<(), ProviderError> {
         self.inner.enqueue_for_orchestrator(item, delay).await?;
-        self.orchestrator_work.notify_waiters();
+        wake(&self.orchestrator_work, 1);
         Ok(())
     }
 
@@ -291,7 +295,7 @@ mod tests {
         let waker = signal.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            waker.notify_waiters();
+            waker.notify_one();
         });
         let started = tokio::time::Instant::now();
         let found = fetch_or_wait(&signal, Duration::from_secs(30), || {
