@@ -8,8 +8,10 @@
 //! - [`reconciler`]: starts accepted operations whose workflow is missing.
 //! - [`api`]: the axum routes.
 //! - [`server`]: wiring it all together for `toygres serve`.
+//! - [`cli`]: the client subcommands (`create`, `list`, `get`, `delete`, `op`) over HTTP.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod reconciler;

@@ -1,12 +1,14 @@
 //! The `toygres` binary.
 
 use clap::{Parser, Subcommand};
+use toygres_server::cli::{self, ClientCommand, exit::EXIT_CODES_HELP};
 use toygres_server::config::{LogFormat, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Toygres: PostgreSQL instances on demand.
+/// Toygres: PostgreSQL instances on demand. `toygres serve` runs the control plane; the other
+/// commands talk to a running one over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "toygres", version, about)]
+#[command(name = "toygres", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, workflow runtime and (by default) an embedded database.
     Serve(ServeConfig),
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,19 +29,23 @@ fn main() -> std::process::ExitCode {
     {
         eprintln!("toygres: ignoring .env: {error}");
     }
-    let cli = Cli::parse();
+    let arguments = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("toygres: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            return match arguments.command {
+                Command::Client(_) => std::process::ExitCode::from(cli::exit::OTHER),
+                Command::Serve(_) => std::process::ExitCode::FAILURE,
+            };
         }
     };
-    let outcome = match cli.command {
+    let outcome = match arguments.command {
         Command::Serve(config) => {
             init_logging(config.log_format);
             runtime.block_on(toygres_server::server::serve(config))
         }
+        Command::Client(command) => return cli::run(&runtime, command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,238 @@
+//! The client subcommands of `toygres` (`create`, `list`, `get`, `delete`, `op ...`): they talk
+//! to a running server over HTTP, print tables or the server's JSON, and exit with the codes of
+//! [`exit`].
+//!
+//! - [`client`]: the typed HTTP client and its errors.
+//! - [`model`]: the parts of the API's JSON the tables show.
+//! - [`output`]: tables, key/value details and JSON on stdout.
+//! - [`render`]: instances and operations as tables and details.
+//! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
+//! - [`wait`]: polling an operation until it ends, honouring `Retry-After`.
+//! - [`password`]: reading a password from stdin.
+//! - [`instances`] and [`operations`]: the commands themselves.
+
+pub mod client;
+pub mod exit;
+pub mod instances;
+pub mod model;
+pub mod operations;
+pub mod output;
+pub mod password;
+pub mod progress;
+pub mod render;
+pub mod wait;
+
+use clap::{Args, Subcommand, ValueEnum};
+use client::ApiClient;
+use exit::CliError;
+use output::OutputFormat;
+
+/// Default server URL when `TOYGRES_URL` is unset.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// How to reach the server and how to print; shared by every client subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOptions {
+    /// Base URL of the Toygres server (plain HTTP).
+    #[arg(long, env = "TOYGRES_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+
+    /// API token, sent as `Authorization: Bearer <token>` (prefer the environment variable:
+    /// flags show in `ps`).
+    #[arg(long, env = "TOYGRES_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Output: human-readable tables, or the server's JSON for scripts.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+impl ClientOptions {
+    /// The HTTP client these options describe.
+    pub fn client(&self) -> Result<ApiClient, CliError> {
+        Ok(ApiClient::new(&self.url, self.token.clone())?)
+    }
+}
+
+/// Instance states, as `list --state` accepts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    /// Being created.
+    Creating,
+    /// Accepting connections.
+    Running,
+    /// Being deleted.
+    Deleting,
+    /// Deleted (listed only when asked for).
+    Deleted,
+    /// A create or delete failed.
+    Failed,
+}
+
+impl StateFilter {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::Creating => "creating",
+            StateFilter::Running => "running",
+            StateFilter::Deleting => "deleting",
+            StateFilter::Deleted => "deleted",
+            StateFilter::Failed => "failed",
+        }
+    }
+}
+
+/// How a new instance is exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExposeChoice {
+    /// Reachable from the backend's network only.
+    Internal,
+    /// Reachable from outside (a load balancer on Kubernetes).
+    Public,
+}
+
+impl ExposeChoice {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposeChoice::Internal => "internal",
+            ExposeChoice::Public => "public",
+        }
+    }
+}
+
+/// Arguments of `toygres create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Instance name: lowercase letters, digits and '-', starting with a letter, at most 40.
+    pub name: String,
+
+    /// Major PostgreSQL version (default: the newest the backend offers).
+    #[arg(long)]
+    pub postgres_version: Option<String>,
+
+    /// Storage in GiB, 1-1024 (default 10).
+    #[arg(long)]
+    pub storage_gb: Option<u32>,
+
+    /// How the instance is exposed (default internal).
+    #[arg(long, value_enum)]
+    pub expose: Option<ExposeChoice>,
+
+    /// Read the password from stdin instead of letting the server generate one.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Wait until the create has finished; exit 1 when it fails.
+    #[arg(long)]
+    pub wait: bool,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// Arguments of `toygres list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only instances in this state (deleted ones are listed only with `--state deleted`).
+    #[arg(long, value_enum)]
+    pub state: Option<StateFilter>,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// Arguments of `toygres get`.
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// Instance name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// Arguments of `toygres delete`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Instance name.
+    pub name: String,
+
+    /// Wait until the delete has finished; exit 1 when it fails.
+    #[arg(long)]
+    pub wait: bool,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// Arguments of `toygres op get` and `toygres op wait`.
+#[derive(Debug, Clone, Args)]
+pub struct OperationIdArgs {
+    /// Operation id (`op_...`).
+    pub id: String,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// Arguments of `toygres op list`.
+#[derive(Debug, Clone, Args)]
+pub struct OperationListArgs {
+    /// Only the operations of this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// `toygres op ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OperationCommand {
+    /// Show an operation.
+    Get(OperationIdArgs),
+    /// Wait until an operation has finished; exit 1 when it failed or was canceled.
+    Wait(OperationIdArgs),
+    /// List operations, newest first.
+    List(OperationListArgs),
+}
+
+/// The client subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Create an instance; its password is printed this once.
+    Create(CreateArgs),
+    /// List instances.
+    List(ListArgs),
+    /// Show an instance.
+    Get(GetArgs),
+    /// Delete an instance (a create still running is canceled first).
+    Delete(DeleteArgs),
+    /// Show, wait for or list operations.
+    #[command(subcommand)]
+    Op(OperationCommand),
+}
+
+/// Runs a client subcommand on `runtime` and returns its exit code, after printing any error
+/// on stderr.
+pub fn run(runtime: &tokio::runtime::Runtime, command: ClientCommand) -> std::process::ExitCode {
+    let outcome = runtime.block_on(async {
+        match command {
+            ClientCommand::Create(args) => instances::create(args).await,
+            ClientCommand::List(args) => instances::list(args).await,
+            ClientCommand::Get(args) => instances::get(args).await,
+            ClientCommand::Delete(args) => instances::delete(args).await,
+            ClientCommand::Op(OperationCommand::Get(args)) => operations::get(args).await,
+            ClientCommand::Op(OperationCommand::Wait(args)) => operations::wait(args).await,
+            ClientCommand::Op(OperationCommand::List(args)) => operations::list(args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            output::note(&format!("toygres: {error}"));
+            std::process::ExitCode::from(error.exit_code())
+        }
+    }
+}
