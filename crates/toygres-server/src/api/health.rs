@@ -44,6 +44,8 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 /// Prometheus metrics in text format: HTTP, operations, steps, instances, and Duroxide's own.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {

@@ -53,7 +53,8 @@ pub struct AppState {
         operations::get,
         operations::list,
         health::healthz,
-        health::readyz
+        health::readyz,
+        health::metrics
     )
 )]
 pub struct ApiDoc;
