@@ -6,9 +6,9 @@
 //! reuses it. A file lock serializes processes that start it at the same time.
 
 use crate::backend::local::PgBinaries;
+use crate::fslock::FileLock;
 use crate::pgcluster::{AuthMethod, ClusterError, ClusterStatus, Listen, PgCluster};
 use crate::privilege::RunAs;
-use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,7 +64,13 @@ impl EmbeddedPostgres {
             path: dir.display().to_string(),
             source,
         })?;
-        let _lock = FileLock::acquire(&dir.join("embedded.lock")).await?;
+        let lock_path = dir.join("embedded.lock");
+        let _lock = FileLock::acquire(&lock_path)
+            .await
+            .map_err(|source| EmbeddedError::Lock {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
         let socket_dir = socket_dir_for(&dir);
         let cluster = PgCluster {
             bin_dir,
@@ -145,37 +151,6 @@ fn socket_dir_for(dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut hasher);
     std::env::temp_dir().join(format!("toygres-{:016x}", hasher.finish()))
-}
-
-/// An exclusive advisory lock on a file, released when dropped.
-struct FileLock {
-    _file: std::fs::File,
-}
-
-impl FileLock {
-    async fn acquire(path: &Path) -> Result<Self, EmbeddedError> {
-        let error = |source| EmbeddedError::Lock {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(error)?;
-        loop {
-            // SAFETY: flock on a file descriptor we own; LOCK_NB never blocks.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Self { _file: file });
-            }
-            let last = std::io::Error::last_os_error();
-            if last.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(error(last));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod activities;
 pub mod backend;
 pub mod embedded;
 pub mod error;
+pub mod fslock;
 pub mod metadata;
 pub mod model;
 pub mod pgcluster;

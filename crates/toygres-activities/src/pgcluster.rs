@@ -121,8 +121,14 @@ impl PgCluster {
         if self.data_dir.join("PG_VERSION").exists() {
             return Ok(false);
         }
-        let scratch = self.data_dir.with_extension("initdb");
-        remove_dir_if_present(&scratch).await?;
+        // A scratch dir of our own: an initdb orphaned by a killed process may still be writing
+        // into an older one, which is removed (making that initdb fail harmlessly).
+        let scratch = self.data_dir.with_extension(format!(
+            "initdb-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        self.remove_stale_scratch_dirs().await?;
         if let Some(parent) = self.data_dir.parent() {
             self.ensure_owned_dir(parent)?;
         }
@@ -138,7 +144,7 @@ impl PgCluster {
         let password_file = match auth {
             AuthMethod::Scram => {
                 let file = PasswordFile::write(
-                    &self.data_dir.with_extension("pw"),
+                    &PathBuf::from(format!("{}.pw", scratch.display())),
                     superuser_password.unwrap_or(""),
                     self.run_as,
                 )?;
@@ -158,6 +164,28 @@ impl PgCluster {
         self.append_config(&scratch)?;
         std::fs::rename(&scratch, &self.data_dir).map_err(io_error(&self.data_dir))?;
         Ok(true)
+    }
+
+    /// Removes scratch dirs (and password files) of earlier, interrupted initdb runs.
+    async fn remove_stale_scratch_dirs(&self) -> Result<(), ClusterError> {
+        let (Some(parent), Some(name)) = (self.data_dir.parent(), self.data_dir.file_name()) else {
+            return Ok(());
+        };
+        let prefix = format!("{}.initdb", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            if entry.path().is_dir() {
+                remove_dir_if_present(&entry.path()).await?;
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     /// Starts the postmaster without waiting for it to accept connections.
@@ -341,6 +369,13 @@ impl Drop for PasswordFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// A short suffix that differs between calls in one process.
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ClusterError + '_ {

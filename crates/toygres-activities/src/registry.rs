@@ -18,6 +18,8 @@ pub struct ActivityDeps {
     pub metadata: MetadataStore,
     /// The key that opens sealed passwords.
     pub secret_key: SecretKey,
+    /// A pause before every activity, for tests and drills only (makes every step observable).
+    pub step_delay: Option<std::time::Duration>,
 }
 
 /// Registers one activity module (its `NAME` and `run`) with the dependencies bound, each run
@@ -37,6 +39,9 @@ macro_rules! register {
                     instance = %ActivityInput::instance(&input),
                 );
                 async move {
+                    if let Some(delay) = deps.step_delay {
+                        tokio::time::sleep(delay).await;
+                    }
                     let started = std::time::Instant::now();
                     let outcome = $module::run(deps, ctx, input).await;
                     record_duration($module::NAME, outcome.is_ok(), started.elapsed());

@@ -80,17 +80,31 @@ impl SecretKey {
             }
             Err(_) => {}
         }
+        // Written to a private temporary file, then linked into place: another process
+        // starting at the same moment either wins (and we read its key) or loses to us, and
+        // nobody ever reads a half-written key.
         let key = Self::generate();
+        let scratch = path.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&scratch);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
+            .open(&scratch)
             .map_err(io_error)?;
         file.write_all(key.to_base64().as_bytes())
             .map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
-        Ok(key)
+        let linked = std::fs::hard_link(&scratch, path);
+        let _ = std::fs::remove_file(&scratch);
+        match linked {
+            Ok(()) => Ok(key),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let encoded = std::fs::read_to_string(path).map_err(io_error)?;
+                Self::from_base64(&encoded)
+            }
+            Err(error) => Err(io_error(error)),
+        }
     }
 
     /// Encrypts `plaintext` with a fresh random nonce.

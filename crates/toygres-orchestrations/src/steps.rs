@@ -5,6 +5,8 @@ use crate::types::Progress;
 use duroxide::{Either2, OrchestrationContext};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toygres_activities::error::{ActivityError, ErrorCode};
 
@@ -31,6 +33,65 @@ impl StepPolicy {
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)))
         .min(Duration::from_secs(8))
+}
+
+/// Publishes progress and remembers the step running now, so that an operation deadline can
+/// say where the operation was when it expired.
+#[derive(Clone)]
+pub(crate) struct Tracker {
+    ctx: OrchestrationContext,
+    current: Arc<Mutex<&'static str>>,
+    total: u32,
+}
+
+impl Tracker {
+    /// A tracker for a workflow of `total` steps.
+    pub fn new(ctx: &OrchestrationContext, total: u32) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            current: Arc::new(Mutex::new("start")),
+            total,
+        }
+    }
+
+    /// Enters `step`, with `done` steps behind.
+    pub fn enter(&self, step: &'static str, done: u32) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = step;
+        report(&self.ctx, step, done, self.total);
+    }
+
+    /// Marks every step done.
+    pub fn finish(&self) {
+        let step = self.current();
+        report(&self.ctx, step, self.total, self.total);
+    }
+
+    /// The step running now.
+    pub fn current(&self) -> &'static str {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs `work`, failing with `deadline_exceeded` if it is not done within `limit` (a durable timer).
+pub(crate) async fn within<T>(
+    ctx: &OrchestrationContext,
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, ActivityError>>,
+) -> Result<T, ActivityError> {
+    match ctx.select2(work, ctx.schedule_timer(limit)).await {
+        Either2::First(outcome) => outcome,
+        Either2::Second(()) => Err(ActivityError::permanent(
+            ErrorCode::DeadlineExceeded,
+            format!("{what} did not finish within {} s", limit.as_secs_f64()),
+        )),
+    }
 }
 
 /// Publishes `step` as the workflow's progress.

@@ -9,10 +9,14 @@ use toygres_activities::validation::InstanceName;
 pub struct CreateLimits {
     /// How long the instance may take to accept connections after deploy.
     pub ready_timeout_ms: u64,
-    /// How long one deploy attempt may take.
+    /// How long the deploy step (all its attempts) may take.
     pub deploy_timeout_ms: u64,
     /// Connect-and-query timeout of the connection test.
     pub probe_timeout_ms: u64,
+    /// How long any other step may take.
+    pub step_timeout_ms: u64,
+    /// How long the whole operation may take before it fails with `deadline_exceeded`.
+    pub operation_timeout_ms: u64,
     /// Attempts of a step whose errors are retryable.
     pub step_attempts: u32,
 }
@@ -23,7 +27,33 @@ impl Default for CreateLimits {
             ready_timeout_ms: 120_000,
             deploy_timeout_ms: 300_000,
             probe_timeout_ms: 10_000,
+            step_timeout_ms: 60_000,
+            operation_timeout_ms: 900_000,
             step_attempts: 3,
+        }
+    }
+}
+
+/// Deadlines and retry budgets of a delete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteLimits {
+    /// How long the backend delete step (all its attempts) may take.
+    pub delete_timeout_ms: u64,
+    /// Attempts of the backend delete.
+    pub delete_attempts: u32,
+    /// How long any other step may take.
+    pub step_timeout_ms: u64,
+    /// How long the whole operation may take before it fails with `deadline_exceeded`.
+    pub operation_timeout_ms: u64,
+}
+
+impl Default for DeleteLimits {
+    fn default() -> Self {
+        Self {
+            delete_timeout_ms: 300_000,
+            delete_attempts: 5,
+            step_timeout_ms: 60_000,
+            operation_timeout_ms: 900_000,
         }
     }
 }
@@ -131,8 +161,8 @@ pub struct DeleteInstanceInput {
     pub name: InstanceName,
     /// A create still in progress, to cancel before deleting.
     pub cancels_operation_id: Option<String>,
-    /// Attempts of the backend delete before the operation fails.
-    pub delete_attempts: u32,
+    /// Deadlines and retry budgets.
+    pub limits: DeleteLimits,
 }
 
 /// The custom status every workflow publishes: the current step and progress.

@@ -58,6 +58,36 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_READY_TIMEOUT_SECS", default_value_t = 120)]
     pub ready_timeout_secs: u64,
 
+    /// How long the deploy step (all its attempts) may take, in seconds.
+    #[arg(long, env = "TOYGRES_DEPLOY_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub deploy_timeout_secs: u64,
+
+    /// How long any other step of an operation may take, in seconds.
+    #[arg(long, env = "TOYGRES_STEP_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_timeout_secs: u64,
+
+    /// How long the backend delete step (all its attempts) may take, in seconds.
+    #[arg(long, env = "TOYGRES_DELETE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delete_timeout_secs: u64,
+
+    /// How long a whole create or delete may take before it fails with `deadline_exceeded`, in seconds.
+    #[arg(long, env = "TOYGRES_OPERATION_TIMEOUT_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub operation_timeout_secs: u64,
+
+    /// Faults to inject into the backend, for tests and drills only (e.g. `deploy=fail:2;delete=hang`).
+    #[arg(long, env = "TOYGRES_FAULTS")]
+    pub faults: Option<String>,
+
+    /// How long the workflow history of a finished operation is kept, in seconds (its row and
+    /// summary stay).
+    #[arg(long, env = "TOYGRES_HISTORY_RETENTION_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_retention_secs: u64,
+
+    /// A pause before every workflow step, in milliseconds, for tests and drills only (makes
+    /// every step observable, e.g. to kill the server in it).
+    #[arg(long, env = "TOYGRES_STEP_DELAY_MS", default_value_t = 0)]
+    pub step_delay_ms: u64,
+
     /// How long idle workflow dispatchers wait for work before polling the store again, in
     /// milliseconds (work this server enqueues wakes them at once).
     #[arg(long, env = "TOYGRES_POLL_INTERVAL_MS", default_value_t = 250)]

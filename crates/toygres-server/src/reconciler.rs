@@ -116,3 +116,25 @@ async fn ensure_monitors(
     }
     Ok(())
 }
+
+/// Removes the Duroxide history of operations that finished more than `retention` ago (their
+/// row keeps the summary). Returns how many were pruned; at most 200 per call.
+pub async fn prune_finished_histories(
+    plane: &ControlPlane,
+    retention: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(retention)?;
+    let mut pruned = 0;
+    for id in plane.metadata.operations_to_prune(cutoff, 200).await? {
+        match plane.client.delete_instance(&id, false).await {
+            Ok(_) | Err(duroxide::ClientError::InstanceNotFound { .. }) => {
+                plane.metadata.mark_history_pruned(&id).await?;
+                pruned += 1;
+            }
+            Err(error) => {
+                tracing::warn!(operation_id = %id, %error, "could not prune a finished operation's history")
+            }
+        }
+    }
+    Ok(pruned)
+}

@@ -11,12 +11,13 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 use toygres_activities::backend::Backend;
+use toygres_activities::backend::faulty::{FaultPlan, FaultyBackend};
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
 use toygres_activities::embedded::EmbeddedPostgres;
 use toygres_activities::metadata::MetadataStore;
 use toygres_activities::registry::ActivityDeps;
 use toygres_activities::seal::SecretKey;
-use toygres_orchestrations::types::{CreateLimits, HealthSettings};
+use toygres_orchestrations::types::{CreateLimits, DeleteLimits, HealthSettings};
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -90,11 +91,22 @@ async fn run_with_database(
             Arc::new(local)
         }
     };
+    let faults = FaultPlan::parse(config.faults.as_deref().unwrap_or(""))?;
+    let backend: Arc<dyn Backend> = if faults.is_empty() {
+        backend
+    } else {
+        tracing::warn!(
+            faults = config.faults.as_deref().unwrap_or(""),
+            "injecting backend faults (TOYGRES_FAULTS): for tests and drills only"
+        );
+        Arc::new(FaultyBackend::new(backend, faults))
+    };
 
     let deps = ActivityDeps {
         backend: backend.clone(),
         metadata: metadata.clone(),
         secret_key: secret_key.clone(),
+        step_delay: (config.step_delay_ms > 0).then(|| Duration::from_millis(config.step_delay_ms)),
     };
     let settings = RuntimeSettings {
         poll_interval: config.poll_interval(),
@@ -110,9 +122,17 @@ async fn run_with_database(
         secret_key,
         create_limits: CreateLimits {
             ready_timeout_ms: config.ready_timeout_secs.saturating_mul(1000),
+            deploy_timeout_ms: config.deploy_timeout_secs.saturating_mul(1000),
+            step_timeout_ms: config.step_timeout_secs.saturating_mul(1000),
+            operation_timeout_ms: config.operation_timeout_secs.saturating_mul(1000),
             ..CreateLimits::default()
         },
-        delete_attempts: 5,
+        delete_limits: DeleteLimits {
+            delete_timeout_ms: config.delete_timeout_secs.saturating_mul(1000),
+            step_timeout_ms: config.step_timeout_secs.saturating_mul(1000),
+            operation_timeout_ms: config.operation_timeout_secs.saturating_mul(1000),
+            ..DeleteLimits::default()
+        },
         health: HealthSettings {
             interval_ms: config.health_interval_secs.saturating_mul(1000),
             unhealthy_after: config.health_failures,
@@ -133,6 +153,7 @@ async fn run_with_database(
     let periodic = tokio::spawn(reconcile_periodically(
         plane.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
+        Duration::from_secs(config.history_retention_secs),
     ));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -153,13 +174,21 @@ async fn run_with_database(
     served.context("serving HTTP")
 }
 
-/// Every `every`, starts missing workflows; every [`MONITOR_PASS_EVERY`] passes, also missing monitors.
-async fn reconcile_periodically(plane: Arc<ControlPlane>, every: Duration) {
+/// Every `every`, starts missing workflows and prunes the history of operations finished more
+/// than `retention` ago; every [`MONITOR_PASS_EVERY`] passes, also starts missing monitors.
+async fn reconcile_periodically(plane: Arc<ControlPlane>, every: Duration, retention: Duration) {
     for pass in 1u64.. {
         tokio::time::sleep(every).await;
         let check_monitors = pass % MONITOR_PASS_EVERY == 0;
         if let Err(error) = reconciler::reconcile(&plane, false, check_monitors).await {
             tracing::warn!(%error, "reconciliation failed");
+        }
+        match reconciler::prune_finished_histories(&plane, retention).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!(pruned, "pruned the workflow history of finished operations")
+            }
+            Err(error) => tracing::warn!(%error, "pruning finished operations failed"),
         }
     }
 }

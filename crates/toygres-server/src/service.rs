@@ -15,7 +15,7 @@ use toygres_activities::validation::InstanceName;
 use toygres_orchestrations::names;
 use toygres_orchestrations::types::{
     CREATE_STEPS, CreateInstanceInput, CreateLimits, DELETE_STEPS, DeleteInstanceInput,
-    HealthSettings, MonitorInstanceInput, Progress,
+    DeleteLimits, HealthSettings, MonitorInstanceInput, Progress,
 };
 
 /// Length of generated passwords.
@@ -135,8 +135,8 @@ pub struct ControlPlane {
     pub secret_key: SecretKey,
     /// Deadlines and retries of creates.
     pub create_limits: CreateLimits,
-    /// Backend delete attempts.
-    pub delete_attempts: u32,
+    /// Deadlines and retries of deletes.
+    pub delete_limits: DeleteLimits,
     /// How running instances are watched.
     pub health: HealthSettings,
 }
@@ -318,7 +318,7 @@ impl ControlPlane {
                     instance_id: instance.id,
                     name,
                     cancels_operation_id: operation.cancels_operation_id.clone(),
-                    delete_attempts: self.delete_attempts,
+                    limits: self.delete_limits.clone(),
                 };
                 self.client
                     .start_orchestration_typed(&operation.id, names::DELETE_INSTANCE, input)

@@ -48,6 +48,7 @@ impl Harness {
             backend: backend_override.unwrap_or_else(|| Arc::new(backend.clone())),
             metadata: metadata.clone(),
             secret_key: secret_key.clone(),
+            step_delay: None,
         };
         let workflows = Workflows::start(
             open_store(&database_url).await?,
@@ -65,7 +66,7 @@ impl Harness {
                 ready_timeout_ms: 30_000,
                 ..CreateLimits::default()
             },
-            delete_attempts: 3,
+            delete_limits: toygres_orchestrations::types::DeleteLimits::default(),
             health: toygres_orchestrations::types::HealthSettings::default(),
         };
         Ok(Self {

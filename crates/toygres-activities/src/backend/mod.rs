@@ -1,6 +1,7 @@
 //! Where instances run. [`Backend`] is what the activities need from one; [`local`] runs one
 //! `postgres` process per instance on this machine.
 
+pub mod faulty;
 pub mod local;
 
 use crate::validation::InstanceName;

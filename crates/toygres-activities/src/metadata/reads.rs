@@ -134,6 +134,31 @@ impl MetadataStore {
         .await?)
     }
 
+    /// Finished operations older than `finished_before` whose workflow history is still kept.
+    pub async fn operations_to_prune(
+        &self,
+        finished_before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>, MetadataError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM operations WHERE finished_at IS NOT NULL AND history_pruned_at IS NULL \
+             AND finished_at < $1 ORDER BY finished_at LIMIT $2",
+        )
+        .bind(finished_before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Records that an operation's workflow history was removed.
+    pub async fn mark_history_pruned(&self, operation_id: &str) -> Result<(), MetadataError> {
+        sqlx::query("UPDATE operations SET history_pruned_at = now() WHERE id = $1")
+            .bind(operation_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// An instance's events, newest first, before the event id cursor.
     pub async fn events(
         &self,

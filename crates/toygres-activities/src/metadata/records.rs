@@ -106,6 +106,8 @@ pub struct OperationRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When its workflow history was removed.
+    pub history_pruned_at: Option<DateTime<Utc>>,
 }
 
 /// One row of `instance_events`: the audit trail.

@@ -1,15 +1,16 @@
 //! create-instance: deploy -> wait until ready -> connection info -> test connection -> running,
 //! then start the instance's monitor.
 //!
-//! On any failure, or past a deadline, it records `failed` with a typed error code, cleans up
-//! what was deployed, and ends failed.
+//! Every step has a deadline, and so has the whole operation. On any failure, or past a
+//! deadline, it cleans up what was deployed, records `failed` with a typed error code and the
+//! step that was running, and ends failed.
 
 use crate::names;
-use crate::steps::{StepPolicy, call, report};
+use crate::steps::{StepPolicy, Tracker, call, within};
 use crate::types::{
     CREATE_STEPS, CreateInstanceInput, CreateInstanceOutput, MonitorInstanceInput, monitor_id_for,
 };
-use duroxide::OrchestrationContext;
+use duroxide::{Either2, OrchestrationContext};
 use std::time::Duration;
 use toygres_activities::activities::{
     complete_create, delete_postgres, deploy_postgres, fail_operation, get_connection_strings,
@@ -22,7 +23,7 @@ use toygres_activities::types::*;
 const READY_POLL_MS: u64 = 2_000;
 /// The durable pause between wait-for-ready calls.
 const READY_PAUSE: Duration = Duration::from_millis(200);
-/// Deadline of a metadata step.
+/// Deadline of one metadata attempt.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of a metadata step.
 const METADATA_ATTEMPTS: u32 = 10;
@@ -55,7 +56,26 @@ pub async fn run(
         )
         .into());
     }
-    match provision(&ctx, &input).await {
+    let tracker = Tracker::new(&ctx, CREATE_STEPS.len() as u32);
+    let limit = Duration::from_millis(input.limits.operation_timeout_ms);
+    let outcome = match ctx
+        .select2(provision(&ctx, &input, &tracker), ctx.schedule_timer(limit))
+        .await
+    {
+        Either2::First(outcome) => outcome,
+        Either2::Second(()) => Err(StepFailure {
+            step: tracker.current(),
+            error: ActivityError::permanent(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "the create did not finish within {} s (in step {})",
+                    limit.as_secs(),
+                    tracker.current()
+                ),
+            ),
+        }),
+    };
+    match outcome {
         Ok(output) => Ok(output),
         Err(failure) => Err(fail_and_clean_up(&ctx, &input, failure).await.into()),
     }
@@ -65,12 +85,13 @@ pub async fn run(
 async fn provision(
     ctx: &OrchestrationContext,
     input: &CreateInstanceInput,
+    tracker: &Tracker,
 ) -> Result<CreateInstanceOutput, StepFailure> {
-    let total = CREATE_STEPS.len() as u32;
     let limits = &input.limits;
+    let step_limit = Duration::from_millis(limits.step_timeout_ms);
     let failed = |step: &'static str| move |error| StepFailure { step, error };
 
-    report(ctx, "deploy", 0, total);
+    tracker.enter("deploy", 0);
     let deploy = DeployInput {
         name: input.name.clone(),
         uid: input.uid.clone(),
@@ -78,34 +99,48 @@ async fn provision(
         storage_gb: input.storage_gb,
         sealed_password: input.sealed_password.clone(),
     };
-    let policy = StepPolicy::retried(
-        limits.step_attempts,
-        Duration::from_millis(limits.deploy_timeout_ms),
-    );
-    let deployed: DeployOutput = call(ctx, deploy_postgres::NAME, &deploy, policy)
-        .await
-        .map_err(failed("deploy"))?;
+    let deploy_limit = Duration::from_millis(limits.deploy_timeout_ms);
+    let policy = StepPolicy::retried(limits.step_attempts, deploy_limit);
+    let deployed: DeployOutput = within(
+        ctx,
+        deploy_limit,
+        "deploy",
+        call(ctx, deploy_postgres::NAME, &deploy, policy),
+    )
+    .await
+    .map_err(failed("deploy"))?;
     if deployed.adopted {
         ctx.trace_info(format!("adopted existing resources of {}", input.name));
     }
 
-    report(ctx, "wait_ready", 1, total);
-    wait_until_ready(ctx, input)
-        .await
-        .map_err(failed("wait_ready"))?;
+    tracker.enter("wait_ready", 1);
+    let ready_limit = Duration::from_millis(limits.ready_timeout_ms);
+    within(
+        ctx,
+        ready_limit,
+        "waiting for the instance to accept connections",
+        wait_until_ready(ctx, input),
+    )
+    .await
+    .map_err(failed("wait_ready"))?;
 
-    report(ctx, "connection_info", 2, total);
+    tracker.enter("connection_info", 2);
     let info_input = ConnectionInfoInput {
         name: input.name.clone(),
         user: input.user.clone(),
         database: input.database.clone(),
     };
-    let policy = StepPolicy::retried(limits.step_attempts, METADATA_TIMEOUT);
-    let info: ConnectionInfo = call(ctx, get_connection_strings::NAME, &info_input, policy)
-        .await
-        .map_err(failed("connection_info"))?;
+    let policy = StepPolicy::retried(limits.step_attempts, step_limit);
+    let info: ConnectionInfo = within(
+        ctx,
+        step_limit,
+        "connection_info",
+        call(ctx, get_connection_strings::NAME, &info_input, policy),
+    )
+    .await
+    .map_err(failed("connection_info"))?;
 
-    report(ctx, "test_connection", 3, total);
+    tracker.enter("test_connection", 3);
     let probe = TestConnectionInput {
         name: input.name.clone(),
         host: info.host.clone(),
@@ -119,11 +154,16 @@ async fn provision(
         limits.step_attempts,
         Duration::from_millis(limits.probe_timeout_ms * 2),
     );
-    let tested: TestConnectionOutput = call(ctx, test_connection::NAME, &probe, policy)
-        .await
-        .map_err(failed("test_connection"))?;
+    let tested: TestConnectionOutput = within(
+        ctx,
+        step_limit,
+        "test_connection",
+        call(ctx, test_connection::NAME, &probe, policy),
+    )
+    .await
+    .map_err(failed("test_connection"))?;
 
-    report(ctx, "finalize", 4, total);
+    tracker.enter("finalize", 4);
     let monitor_id = monitor_id_for(&input.uid);
     let complete = CompleteCreateInput {
         instance_id: input.instance_id,
@@ -135,9 +175,14 @@ async fn provision(
         result: serde_json::json!({ "server_version": tested.server_version }),
     };
     let policy = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
-    let _: Applied = call(ctx, complete_create::NAME, &complete, policy)
-        .await
-        .map_err(failed("finalize"))?;
+    let _: Applied = within(
+        ctx,
+        step_limit,
+        "finalize",
+        call(ctx, complete_create::NAME, &complete, policy),
+    )
+    .await
+    .map_err(failed("finalize"))?;
     let monitor = MonitorInstanceInput {
         monitor_id: monitor_id.clone(),
         instance_id: input.instance_id,
@@ -151,7 +196,7 @@ async fn provision(
         generation: 0,
     };
     ctx.schedule_orchestration_typed(names::MONITOR_INSTANCE, &monitor_id, &monitor);
-    report(ctx, "finalize", total, total);
+    tracker.finish();
     Ok(CreateInstanceOutput {
         host: info.host,
         port: info.port,
@@ -159,13 +204,11 @@ async fn provision(
     })
 }
 
-/// Short activity waits with a durable pause between them, until ready or the deadline.
+/// Short activity waits with a durable pause between them, until ready (the caller bounds it).
 async fn wait_until_ready(
     ctx: &OrchestrationContext,
     input: &CreateInstanceInput,
 ) -> Result<(), ActivityError> {
-    let per_round = READY_POLL_MS + READY_PAUSE.as_millis() as u64;
-    let rounds = input.limits.ready_timeout_ms.div_ceil(per_round).max(1);
     let wait = WaitForReadyInput {
         name: input.name.clone(),
         wait_ms: READY_POLL_MS,
@@ -174,24 +217,16 @@ async fn wait_until_ready(
         input.limits.step_attempts,
         Duration::from_millis(READY_POLL_MS * 5),
     );
-    let mut last_detail = String::from("no answer yet");
-    for round in 0..rounds {
+    loop {
         let output: WaitForReadyOutput = call(ctx, wait_for_ready::NAME, &wait, policy).await?;
         if output.ready {
             return Ok(());
         }
-        last_detail = output.detail.unwrap_or(last_detail);
-        if round + 1 < rounds {
-            ctx.schedule_timer(READY_PAUSE).await;
+        if let Some(detail) = output.detail {
+            ctx.trace_info(format!("{} not ready yet: {detail}", input.name));
         }
+        ctx.schedule_timer(READY_PAUSE).await;
     }
-    Err(ActivityError::permanent(
-        ErrorCode::DeadlineExceeded,
-        format!(
-            "not accepting connections after {} s: {last_detail}",
-            input.limits.ready_timeout_ms / 1000
-        ),
-    ))
 }
 
 /// Removes whatever was deployed, then records the failure. Returns the error to end with.
@@ -200,8 +235,7 @@ async fn fail_and_clean_up(
     input: &CreateInstanceInput,
     failure: StepFailure,
 ) -> ActivityError {
-    let total = CREATE_STEPS.len() as u32;
-    report(ctx, "cleanup", 0, total);
+    crate::steps::report(ctx, "cleanup", 0, CREATE_STEPS.len() as u32);
     ctx.trace_warn(format!(
         "create of {} failed in {}: {}",
         input.name, failure.step, failure.error

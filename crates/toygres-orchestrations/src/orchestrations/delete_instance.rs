@@ -1,12 +1,13 @@
 //! delete-instance: (cancel a create in progress) -> stop the monitor -> deleting -> delete
 //! backend resources -> deleted.
 //!
-//! Transient errors are retried; if it still cannot finish it ends failed with the error and
-//! releases the instance, so a later delete (a new operation) can run again.
+//! Every step has a deadline, and so has the whole operation. Transient errors are retried; if
+//! it still cannot finish it ends failed with the error and the step, and releases the instance
+//! (state `failed`), so a later delete (a new operation) can run again.
 
-use crate::steps::{StepPolicy, call, report};
+use crate::steps::{StepPolicy, Tracker, call, within};
 use crate::types::{DELETE_STEPS, DeleteInstanceInput};
-use duroxide::OrchestrationContext;
+use duroxide::{Either2, OrchestrationContext};
 use std::time::Duration;
 use toygres_activities::activities::{
     cancel_operation, complete_delete, delete_postgres, fail_operation, start_operation,
@@ -16,14 +17,12 @@ use toygres_activities::error::{ActivityError, ErrorCode};
 use toygres_activities::model::InstanceState;
 use toygres_activities::types::*;
 
-/// Deadline of a metadata step.
+/// Deadline of one metadata attempt.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of a metadata step.
 const METADATA_ATTEMPTS: u32 = 10;
-/// Deadline of one backend delete attempt.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How many times to ask a create to stop (each call waits up to 5 s) before deleting anyway.
-const CANCEL_ROUNDS: u32 = 12;
+/// How many times to ask another workflow to stop (each call waits up to 5 s) before going on.
+const STOP_ROUNDS: u32 = 12;
 
 /// Runs the delete workflow.
 pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Result<(), String> {
@@ -40,7 +39,26 @@ pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Resul
         )
         .into());
     }
-    if let Err((step, error)) = tear_down(&ctx, &input).await {
+    let tracker = Tracker::new(&ctx, DELETE_STEPS.len() as u32);
+    let limit = Duration::from_millis(input.limits.operation_timeout_ms);
+    let outcome = match ctx
+        .select2(tear_down(&ctx, &input, &tracker), ctx.schedule_timer(limit))
+        .await
+    {
+        Either2::First(outcome) => outcome,
+        Either2::Second(()) => Err((
+            tracker.current(),
+            ActivityError::permanent(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "the delete did not finish within {} s (in step {})",
+                    limit.as_secs(),
+                    tracker.current()
+                ),
+            ),
+        )),
+    };
+    if let Err((step, error)) = outcome {
         let record = FailOperationInput {
             instance_id: input.instance_id,
             name: input.name.clone(),
@@ -65,30 +83,33 @@ pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Resul
 async fn tear_down(
     ctx: &OrchestrationContext,
     input: &DeleteInstanceInput,
+    tracker: &Tracker,
 ) -> Result<(), (&'static str, ActivityError)> {
-    let total = DELETE_STEPS.len() as u32;
     let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
+    let step_limit = Duration::from_millis(input.limits.step_timeout_ms);
 
     if let Some(create) = &input.cancels_operation_id {
-        report(ctx, "cancel_create", 0, total);
+        tracker.enter("cancel_create", 0);
         let cancel = CancelOperationInput {
             operation_id: create.clone(),
             name: input.name.clone(),
             reason: format!("canceled by delete {}", input.operation_id),
             wait_ms: 5_000,
         };
-        let mut stopped = false;
-        for _ in 0..CANCEL_ROUNDS {
-            let output: CancelOperationOutput =
-                call(ctx, cancel_operation::NAME, &cancel, metadata)
-                    .await
-                    .map_err(|error| ("cancel_create", error))?;
-            if output.stopped {
-                stopped = true;
-                break;
+        let stopped = within(ctx, step_limit, "cancel_create", async {
+            for _ in 0..STOP_ROUNDS {
+                let output: CancelOperationOutput =
+                    call(ctx, cancel_operation::NAME, &cancel, metadata).await?;
+                if output.stopped {
+                    return Ok(true);
+                }
+                ctx.schedule_timer(Duration::from_millis(500)).await;
             }
-            ctx.schedule_timer(Duration::from_millis(500)).await;
-        }
+            Ok(false)
+        })
+        .await
+        .or_else(gave_up_waiting)
+        .map_err(|error| ("cancel_create", error))?;
         if !stopped {
             ctx.trace_warn(format!(
                 "create {create} did not stop in time; deleting anyway"
@@ -96,23 +117,25 @@ async fn tear_down(
         }
     }
 
-    report(ctx, "stop_monitor", 1, total);
+    tracker.enter("stop_monitor", 1);
     let stop = StopMonitorInput {
         instance_id: input.instance_id,
         name: input.name.clone(),
         wait_ms: 5_000,
     };
-    let mut stopped = false;
-    for _ in 0..CANCEL_ROUNDS {
-        let output: StopMonitorOutput = call(ctx, stop_monitor::NAME, &stop, metadata)
-            .await
-            .map_err(|error| ("stop_monitor", error))?;
-        if output.stopped {
-            stopped = true;
-            break;
+    let stopped = within(ctx, step_limit, "stop_monitor", async {
+        for _ in 0..STOP_ROUNDS {
+            let output: StopMonitorOutput = call(ctx, stop_monitor::NAME, &stop, metadata).await?;
+            if output.stopped {
+                return Ok(true);
+            }
+            ctx.schedule_timer(Duration::from_millis(500)).await;
         }
-        ctx.schedule_timer(Duration::from_millis(500)).await;
-    }
+        Ok(false)
+    })
+    .await
+    .or_else(gave_up_waiting)
+    .map_err(|error| ("stop_monitor", error))?;
     if !stopped {
         // It stops by itself at its next check: the instance is no longer running.
         ctx.trace_warn(format!(
@@ -121,7 +144,7 @@ async fn tear_down(
         ));
     }
 
-    report(ctx, "mark_deleting", 2, total);
+    tracker.enter("mark_deleting", 2);
     let deleting = TransitionInput {
         instance_id: input.instance_id,
         name: input.name.clone(),
@@ -129,28 +152,54 @@ async fn tear_down(
         to: InstanceState::Deleting,
         message: "delete started".into(),
     };
-    let _: Applied = call(ctx, transition_instance::NAME, &deleting, metadata)
-        .await
-        .map_err(|error| ("mark_deleting", error))?;
+    let _: Applied = within(
+        ctx,
+        step_limit,
+        "mark_deleting",
+        call(ctx, transition_instance::NAME, &deleting, metadata),
+    )
+    .await
+    .map_err(|error| ("mark_deleting", error))?;
 
-    report(ctx, "delete_resources", 3, total);
+    tracker.enter("delete_resources", 3);
     let delete = DeletePostgresInput {
         name: input.name.clone(),
     };
-    let policy = StepPolicy::retried(input.delete_attempts, DELETE_TIMEOUT);
-    call::<_, ()>(ctx, delete_postgres::NAME, &delete, policy)
-        .await
-        .map_err(|error| ("delete_resources", error))?;
+    let delete_limit = Duration::from_millis(input.limits.delete_timeout_ms);
+    let policy = StepPolicy::retried(input.limits.delete_attempts, delete_limit);
+    within(
+        ctx,
+        delete_limit,
+        "delete_resources",
+        call::<_, ()>(ctx, delete_postgres::NAME, &delete, policy),
+    )
+    .await
+    .map_err(|error| ("delete_resources", error))?;
 
-    report(ctx, "finalize", 4, total);
+    tracker.enter("finalize", 4);
     let complete = CompleteDeleteInput {
         instance_id: input.instance_id,
         name: input.name.clone(),
         operation_id: input.operation_id.clone(),
     };
-    let _: Applied = call(ctx, complete_delete::NAME, &complete, metadata)
-        .await
-        .map_err(|error| ("finalize", error))?;
-    report(ctx, "finalize", total, total);
+    let _: Applied = within(
+        ctx,
+        step_limit,
+        "finalize",
+        call(ctx, complete_delete::NAME, &complete, metadata),
+    )
+    .await
+    .map_err(|error| ("finalize", error))?;
+    tracker.finish();
     Ok(())
+}
+
+/// Waiting for another workflow to stop past the step deadline is not a failure of the delete:
+/// it goes on, and the other workflow finds the instance gone.
+fn gave_up_waiting(error: ActivityError) -> Result<bool, ActivityError> {
+    if error.code == ErrorCode::DeadlineExceeded {
+        Ok(false)
+    } else {
+        Err(error)
+    }
 }

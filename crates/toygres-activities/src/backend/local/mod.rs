@@ -15,6 +15,7 @@ mod ports;
 pub use binaries::PgBinaries;
 
 use super::{Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, Readiness};
+use crate::fslock::FileLock;
 use crate::pgcluster::{
     AuthMethod, ClusterError, ClusterStatus, Listen, PgCluster, remove_dir_if_present,
 };
@@ -194,6 +195,10 @@ impl LocalBackend {
     /// Claims a port and writes the marker for a new instance.
     async fn claim(&self, spec: &DeploySpec) -> Result<Marker, BackendError> {
         let _ports = self.inner.port_lock.lock().await;
+        // Replicas sharing this root choose ports one at a time too.
+        let _shared = FileLock::acquire(&self.inner.root.join(".ports.lock"))
+            .await
+            .map_err(transient)?;
         let claimed = self.claimed_ports().await;
         let port = ports::pick_free_port(&self.inner.ports, &claimed).ok_or_else(|| {
             BackendError::NoFreePort(format!(
