@@ -68,7 +68,8 @@ impl InstanceState {
             Running => &[Creating],
             Deleting => &[Creating, Running, Failed],
             Deleted => &[Deleting],
-            Failed => &[Creating, Deleting],
+            // From running only when its backend resources vanished (`backend_lost`).
+            Failed => &[Creating, Running, Deleting],
         }
     }
 
@@ -164,6 +165,7 @@ mod tests {
         assert!(Deleted.can_follow(Deleting));
         assert!(Failed.can_follow(Creating));
         assert!(Failed.can_follow(Deleting));
+        assert!(Failed.can_follow(Running));
     }
 
     #[test]

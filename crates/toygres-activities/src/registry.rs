@@ -85,6 +85,9 @@ pub fn create_activity_registry(deps: ActivityDeps) -> ActivityRegistry {
         check_health,
         stop_monitor,
         prune_history,
+        detect_drift,
+        remove_orphan,
+        mark_backend_lost,
     )
     .build()
 }

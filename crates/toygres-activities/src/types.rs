@@ -260,17 +260,61 @@ pub struct PruneHistoryInput {
     pub name: InstanceName,
 }
 
-/// Names the instance an activity input concerns, for log spans.
+/// Input of `detect-drift` (it looks at everything).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DetectDriftInput {}
+
+/// A running instance whose backend resources are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostInstance {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// Its name.
+    pub name: InstanceName,
+}
+
+/// Output of `detect-drift`: where the metadata and the backend disagree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// Backend resources with no live instance.
+    pub orphans: Vec<InstanceName>,
+    /// Running instances (with no operation in progress) whose backend resources are gone.
+    pub lost: Vec<LostInstance>,
+}
+
+/// Input of `remove-orphan`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveOrphanInput {
+    /// The name the orphaned resources are under.
+    pub name: InstanceName,
+}
+
+/// Input of `mark-backend-lost`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarkBackendLostInput {
+    /// The instance's database id.
+    pub instance_id: i64,
+    /// Its name.
+    pub name: InstanceName,
+}
+
+/// Names the instance an activity input concerns, for log spans (`-` when none).
 pub trait ActivityInput {
     /// The instance name.
-    fn instance(&self) -> &InstanceName;
+    fn instance(&self) -> &str;
+}
+
+impl ActivityInput for DetectDriftInput {
+    fn instance(&self) -> &str {
+        "-"
+    }
 }
 
 macro_rules! activity_input {
     ($($input:ty),+ $(,)?) => {
         $(impl ActivityInput for $input {
-            fn instance(&self) -> &InstanceName {
-                &self.name
+            fn instance(&self) -> &str {
+                self.name.as_str()
             }
         })+
     };
@@ -291,4 +335,6 @@ activity_input!(
     CheckHealthInput,
     StopMonitorInput,
     PruneHistoryInput,
+    RemoveOrphanInput,
+    MarkBackendLostInput,
 );

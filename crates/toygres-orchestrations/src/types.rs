@@ -192,3 +192,24 @@ pub const DELETE_STEPS: [&str; 4] = [
     "delete_resources",
     "finalize",
 ];
+
+/// Input of the reconcile-drift workflow, carried across continue-as-new.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReconcileDriftInput {
+    /// This workflow's id.
+    pub workflow_id: String,
+    /// Time between scans.
+    pub interval_ms: u64,
+    /// How long resources must stay orphaned before they are removed.
+    pub grace_ms: u64,
+    /// Scans per execution before it continues as new.
+    pub scans_per_execution: u32,
+    /// Executions so far.
+    pub generation: u64,
+    /// Scans so far (the clock of the grace period).
+    pub scan: u64,
+    /// Orphaned names and the scan that first saw them.
+    pub orphan_since: std::collections::BTreeMap<String, u64>,
+    /// Instances (by id) seen lost, and the scan that first saw them.
+    pub lost_since: std::collections::BTreeMap<i64, u64>,
+}

@@ -113,6 +113,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_HEALTH_CHECKS_PER_EXECUTION", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub health_checks_per_execution: u32,
 
+    /// Seconds between drift scans (metadata against what the backend owns).
+    #[arg(long, env = "TOYGRES_DRIFT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub drift_interval_secs: u64,
+
+    /// Seconds backend resources must stay orphaned before the drift reconciler removes them.
+    #[arg(long, env = "TOYGRES_DRIFT_GRACE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub drift_grace_secs: u64,
+
     /// Log format.
     #[arg(long, env = "TOYGRES_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,

@@ -71,6 +71,7 @@ pub async fn reconcile(
     }
     if check_monitors {
         ensure_monitors(plane, include_recent, &mut report).await?;
+        ensure_drift_reconciler(plane).await?;
     }
     Ok(report)
 }
@@ -137,4 +138,54 @@ pub async fn prune_finished_histories(
         }
     }
     Ok(pruned)
+}
+
+/// The singleton role of the drift reconciler.
+const DRIFT_ROLE: &str = "drift-reconciler";
+
+/// Makes sure the one reconcile-drift workflow runs; returns the id it started, if any.
+pub async fn ensure_drift_reconciler(plane: &ControlPlane) -> anyhow::Result<Option<String>> {
+    let recorded = plane.metadata.singleton_workflow(DRIFT_ROLE).await?;
+    let id = match &recorded {
+        None => {
+            let id = "toygres-drift".to_string();
+            if !plane
+                .metadata
+                .replace_singleton_workflow(DRIFT_ROLE, None, &id)
+                .await?
+            {
+                return Ok(None); // another replica recorded one first
+            }
+            id
+        }
+        Some(id) => match plane.client.get_orchestration_status(id).await? {
+            OrchestrationStatus::Running { .. } => return Ok(None),
+            OrchestrationStatus::NotFound => id.clone(),
+            // Ended (it never should): a new one takes over under a new id.
+            OrchestrationStatus::Completed { .. } | OrchestrationStatus::Failed { .. } => {
+                let next = crate::service::random_id("toygres-drift-");
+                if !plane
+                    .metadata
+                    .replace_singleton_workflow(DRIFT_ROLE, Some(id), &next)
+                    .await?
+                {
+                    return Ok(None);
+                }
+                next
+            }
+        },
+    };
+    let input = toygres_orchestrations::types::ReconcileDriftInput {
+        workflow_id: id.clone(),
+        interval_ms: u64::try_from(plane.drift_interval.as_millis()).unwrap_or(u64::MAX),
+        grace_ms: u64::try_from(plane.drift_grace.as_millis()).unwrap_or(u64::MAX),
+        scans_per_execution: 20,
+        ..Default::default()
+    };
+    plane
+        .client
+        .start_orchestration_typed(&id, toygres_orchestrations::names::RECONCILE_DRIFT, input)
+        .await?;
+    tracing::info!(workflow_id = %id, "started the drift reconciler");
+    Ok(Some(id))
 }

@@ -139,6 +139,8 @@ async fn run_with_database(
             checks_per_execution: config.health_checks_per_execution,
             ..HealthSettings::default()
         },
+        drift_interval: Duration::from_secs(config.drift_interval_secs),
+        drift_grace: Duration::from_secs(config.drift_grace_secs),
     });
 
     match reconciler::reconcile(&plane, true, true).await {

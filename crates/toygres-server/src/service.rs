@@ -139,6 +139,10 @@ pub struct ControlPlane {
     pub delete_limits: DeleteLimits,
     /// How running instances are watched.
     pub health: HealthSettings,
+    /// Time between drift scans.
+    pub drift_interval: std::time::Duration,
+    /// How long resources stay orphaned before they are removed.
+    pub drift_grace: std::time::Duration,
 }
 
 impl ControlPlane {

@@ -504,3 +504,105 @@ async fn finished_operations_lose_their_history_but_keep_their_summary() -> Test
     pool.close().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_detected_and_repaired() -> TestResult {
+    let workspace = Workspace::new("rel_drift")?;
+    let env = [
+        ("TOYGRES_DRIFT_INTERVAL_SECS", "1"),
+        ("TOYGRES_DRIFT_GRACE_SECS", "2"),
+        ("TOYGRES_RECONCILE_INTERVAL_SECS", "1"),
+    ];
+    let server = workspace.start_server("server.log", &env).await?;
+    let lost_id = create(&server, "vanishing", "vanishing-pass-1").await?;
+    let orphan_id = create(&server, "forgotten", "forgotten-pass-1").await?;
+    assert_eq!(
+        server.wait_operation(&lost_id).await?["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        server.wait_operation(&orphan_id).await?["status"],
+        "succeeded"
+    );
+    let orphan_port = u16::try_from(
+        server.get("/instances/forgotten").await?.body["port"]
+            .as_u64()
+            .ok_or("no port")?,
+    )?;
+
+    // Behind the control plane's back: one instance's resources vanish, and the metadata of the
+    // other is lost (its row reads deleted while its postgres still runs).
+    let backend = toygres_activities::backend::local::LocalBackend::new(
+        toygres_activities::backend::local::LocalConfig {
+            root: workspace.instances_dir(),
+            bin_dir: None,
+            ports: 1..=1,
+        },
+    )?;
+    toygres_activities::backend::Backend::delete(
+        &backend,
+        &toygres_activities::validation::InstanceName::parse("vanishing")?,
+    )
+    .await?;
+    let pool = sqlx::PgPool::connect(&workspace.control_plane_url()).await?;
+    sqlx::query("UPDATE toygres.instances SET state = 'deleted', deleted_at = now() WHERE name = 'forgotten'").execute(&pool).await?;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lost = server.get("/instances/vanishing").await?.body;
+        let orphan_gone = !workspace.instances_dir().join("forgotten").exists();
+        if lost["state"] == "failed" && orphan_gone {
+            assert_eq!(lost["error"]["code"], "backend_lost", "{lost}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drift not repaired: {lost}, orphan dir exists: {}",
+            !orphan_gone
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !port_is_open(orphan_port),
+        "the orphan's postgres is stopped"
+    );
+    let events = |name: &str| {
+        let server = &server;
+        let path = format!("/instances/{name}/events");
+        async move {
+            let reply = server.get(&path).await?;
+            Ok::<Vec<String>, TestError>(
+                reply.body["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["message"].as_str().map(str::to_string))
+                    .collect(),
+            )
+        }
+    };
+    assert!(
+        events("vanishing")
+            .await?
+            .iter()
+            .any(|m| m.contains("backend_lost")),
+        "the loss is an event"
+    );
+    assert!(
+        events("forgotten")
+            .await?
+            .iter()
+            .any(|m| m.starts_with("cleanup: removed backend resources")),
+        "the cleanup is an event"
+    );
+
+    // The lost instance can be deleted (there is nothing left to remove).
+    let delete = server
+        .wait_operation(&operation_id(
+            &server.delete("/instances/vanishing").await?,
+        )?)
+        .await?;
+    assert_eq!(delete["status"], "succeeded", "{delete}");
+    pool.close().await;
+    Ok(())
+}

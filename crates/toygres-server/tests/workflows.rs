@@ -68,6 +68,8 @@ impl Harness {
             },
             delete_limits: toygres_orchestrations::types::DeleteLimits::default(),
             health: toygres_orchestrations::types::HealthSettings::default(),
+            drift_interval: Duration::from_secs(60),
+            drift_grace: Duration::from_secs(300),
         };
         Ok(Self {
             plane,

@@ -1,6 +1,7 @@
 //! The metadata store: instances, operations and the audit trail, in the PostgreSQL schema
 //! `toygres`. Activities write state transitions; the API reserves names and reads.
 
+mod drift;
 mod health;
 mod reads;
 mod records;
