@@ -49,12 +49,7 @@ pub struct EmbeddedPostgres {
 impl EmbeddedPostgres {
     /// Initializes (first time) and starts the cluster under `dir`, or reuses it when it runs.
     pub async fn ensure_running(dir: &Path, bin_dir: Option<&Path>) -> Result<Self, EmbeddedError> {
-        let binaries = PgBinaries::discover(bin_dir);
-        let version = binaries.newest().ok_or(EmbeddedError::NoBinaries)?;
-        let bin_dir = binaries
-            .bin_dir(&version)
-            .ok_or(EmbeddedError::NoBinaries)?
-            .to_path_buf();
+        let bin_dir = newest_bin_dir(bin_dir)?;
         let run_as = RunAs::detect().map_err(ClusterError::from)?;
         let dir = std::path::absolute(dir).map_err(|source| ClusterError::Io {
             path: dir.display().to_string(),
@@ -114,12 +109,7 @@ impl EmbeddedPostgres {
 
     /// Stops the cluster under `dir` if one runs there, without starting anything.
     pub async fn stop_in(dir: &Path, bin_dir: Option<&Path>) -> Result<(), EmbeddedError> {
-        let binaries = PgBinaries::discover(bin_dir);
-        let version = binaries.newest().ok_or(EmbeddedError::NoBinaries)?;
-        let bin_dir = binaries
-            .bin_dir(&version)
-            .ok_or(EmbeddedError::NoBinaries)?
-            .to_path_buf();
+        let bin_dir = newest_bin_dir(bin_dir)?;
         let cluster = PgCluster {
             bin_dir,
             data_dir: dir.join("data"),
@@ -139,6 +129,16 @@ impl EmbeddedPostgres {
             socket_dir_for(dir).display()
         )
     }
+}
+
+/// The folder of the newest installed PostgreSQL (or of `configured`).
+fn newest_bin_dir(configured: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
+    let binaries = PgBinaries::discover(configured);
+    let version = binaries.newest().ok_or(EmbeddedError::NoBinaries)?;
+    Ok(binaries
+        .bin_dir(&version)
+        .ok_or(EmbeddedError::NoBinaries)?
+        .to_path_buf())
 }
 
 /// `<dir>/run`, or a short folder under /tmp when that path is too long for a unix socket.

@@ -1,10 +1,9 @@
 //! One health check: connect with the instance's credentials, `SELECT 1` with a timeout, and
 //! record the result on the instance.
 
-use crate::activities::metadata_failure;
-use crate::error::{ActivityError, ErrorCode};
+use crate::activities::{metadata_failure, owner_target};
 use crate::metadata::{HealthRecorded, HealthSample};
-use crate::probe::{ConnectTarget, select_one};
+use crate::probe::select_one;
 use crate::registry::ActivityDeps;
 use crate::types::{CheckHealthInput, CheckHealthOutput};
 use duroxide::ActivityContext;
@@ -20,19 +19,14 @@ pub async fn run(
     _ctx: ActivityContext,
     input: CheckHealthInput,
 ) -> Result<CheckHealthOutput, String> {
-    let password = deps
-        .secret_key
-        .open(&input.sealed_password)
-        .map_err(|error| {
-            ActivityError::permanent(ErrorCode::SecretUnavailable, error.to_string())
-        })?;
-    let target = ConnectTarget {
-        host: input.host,
-        port: input.port,
-        user: input.user,
-        database: input.database,
-        password,
-    };
+    let target = owner_target(
+        &deps,
+        input.host,
+        input.port,
+        input.user,
+        input.database,
+        &input.sealed_password,
+    )?;
     let started = std::time::Instant::now();
     let sample = match select_one(&target, Duration::from_millis(input.timeout_ms)).await {
         Ok(latency) => HealthSample {

@@ -1,8 +1,8 @@
 //! Deploys (or adopts) an instance's PostgreSQL on the backend and starts it.
 
-use crate::activities::backend_failure;
+use crate::activities::{backend_failure, open_password};
 use crate::backend::{DeployOutcome, DeploySpec};
-use crate::error::{ActivityError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::registry::ActivityDeps;
 use crate::types::{DeployInput, DeployOutput};
 use duroxide::ActivityContext;
@@ -17,12 +17,7 @@ pub async fn run(
     ctx: ActivityContext,
     input: DeployInput,
 ) -> Result<DeployOutput, String> {
-    let password = deps
-        .secret_key
-        .open(&input.sealed_password)
-        .map_err(|error| {
-            ActivityError::permanent(ErrorCode::SecretUnavailable, error.to_string())
-        })?;
+    let password = open_password(&deps, &input.sealed_password)?;
     let spec = DeploySpec {
         name: input.name,
         uid: input.uid,

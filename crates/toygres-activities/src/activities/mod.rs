@@ -38,3 +38,65 @@ pub(crate) fn backend_failure(code: ErrorCode, error: BackendError) -> ActivityE
 pub(crate) fn metadata_failure(error: MetadataError) -> ActivityError {
     ActivityError::transient(ErrorCode::MetadataFailed, error.to_string())
 }
+
+/// Opens a sealed password; a key that cannot open it is a permanent `secret_unavailable`.
+pub(crate) fn open_password(
+    deps: &crate::registry::ActivityDeps,
+    sealed: &crate::seal::SealedSecret,
+) -> Result<String, ActivityError> {
+    deps.secret_key
+        .open(sealed)
+        .map_err(|error| ActivityError::permanent(ErrorCode::SecretUnavailable, error.to_string()))
+}
+
+/// Where to connect to an instance as its owner, with the password opened.
+pub(crate) fn owner_target(
+    deps: &crate::registry::ActivityDeps,
+    host: String,
+    port: u16,
+    user: String,
+    database: String,
+    sealed: &crate::seal::SealedSecret,
+) -> Result<crate::probe::ConnectTarget, ActivityError> {
+    let password = open_password(deps, sealed)?;
+    Ok(crate::probe::ConnectTarget {
+        host,
+        port,
+        user,
+        database,
+        password,
+    })
+}
+
+/// Cancels workflow `id` and waits up to `wait` (at most 10 s) for it to end. Returns whether
+/// it has ended (a workflow that never started counts as ended).
+pub(crate) async fn cancel_and_wait(
+    client: &duroxide::Client,
+    id: &str,
+    reason: String,
+    wait: std::time::Duration,
+) -> Result<bool, ActivityError> {
+    let internal = |error: duroxide::ClientError| {
+        ActivityError::transient(ErrorCode::Internal, error.to_string())
+    };
+    client
+        .cancel_instance(id.to_string(), reason)
+        .await
+        .map_err(internal)?;
+    let deadline = tokio::time::Instant::now() + wait.min(std::time::Duration::from_secs(10));
+    loop {
+        match client
+            .get_orchestration_status(id)
+            .await
+            .map_err(internal)?
+        {
+            duroxide::OrchestrationStatus::Running { .. }
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            duroxide::OrchestrationStatus::Running { .. } => return Ok(false),
+            _ => return Ok(true),
+        }
+    }
+}

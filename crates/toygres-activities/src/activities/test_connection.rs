@@ -1,7 +1,8 @@
 //! Connects to an instance with its own credentials and runs `SELECT version()`.
 
+use crate::activities::owner_target;
 use crate::error::{ActivityError, ErrorCode};
-use crate::probe::{ConnectTarget, server_version};
+use crate::probe::server_version;
 use crate::registry::ActivityDeps;
 use crate::types::{TestConnectionInput, TestConnectionOutput};
 use duroxide::ActivityContext;
@@ -17,19 +18,14 @@ pub async fn run(
     _ctx: ActivityContext,
     input: TestConnectionInput,
 ) -> Result<TestConnectionOutput, String> {
-    let password = deps
-        .secret_key
-        .open(&input.sealed_password)
-        .map_err(|error| {
-            ActivityError::permanent(ErrorCode::SecretUnavailable, error.to_string())
-        })?;
-    let target = ConnectTarget {
-        host: input.host,
-        port: input.port,
-        user: input.user,
-        database: input.database,
-        password,
-    };
+    let target = owner_target(
+        &deps,
+        input.host,
+        input.port,
+        input.user,
+        input.database,
+        &input.sealed_password,
+    )?;
     let server_version = server_version(&target, Duration::from_millis(input.timeout_ms))
         .await
         .map_err(|error| {

@@ -96,19 +96,12 @@ async fn tear_down(
             reason: format!("canceled by delete {}", input.operation_id),
             wait_ms: 5_000,
         };
-        let stopped = within(ctx, step_limit, "cancel_create", async {
-            for _ in 0..STOP_ROUNDS {
-                let output: CancelOperationOutput =
-                    call(ctx, cancel_operation::NAME, &cancel, metadata).await?;
-                if output.stopped {
-                    return Ok(true);
-                }
-                ctx.schedule_timer(Duration::from_millis(500)).await;
-            }
-            Ok(false)
+        let stopped = until_stopped(ctx, step_limit, "cancel_create", || async {
+            call::<_, CancelOperationOutput>(ctx, cancel_operation::NAME, &cancel, metadata)
+                .await
+                .map(|output| output.stopped)
         })
         .await
-        .or_else(gave_up_waiting)
         .map_err(|error| ("cancel_create", error))?;
         if !stopped {
             ctx.trace_warn(format!(
@@ -123,18 +116,12 @@ async fn tear_down(
         name: input.name.clone(),
         wait_ms: 5_000,
     };
-    let stopped = within(ctx, step_limit, "stop_monitor", async {
-        for _ in 0..STOP_ROUNDS {
-            let output: StopMonitorOutput = call(ctx, stop_monitor::NAME, &stop, metadata).await?;
-            if output.stopped {
-                return Ok(true);
-            }
-            ctx.schedule_timer(Duration::from_millis(500)).await;
-        }
-        Ok(false)
+    let stopped = until_stopped(ctx, step_limit, "stop_monitor", || async {
+        call::<_, StopMonitorOutput>(ctx, stop_monitor::NAME, &stop, metadata)
+            .await
+            .map(|output| output.stopped)
     })
     .await
-    .or_else(gave_up_waiting)
     .map_err(|error| ("stop_monitor", error))?;
     if !stopped {
         // It stops by itself at its next check: the instance is no longer running.
@@ -194,12 +181,31 @@ async fn tear_down(
     Ok(())
 }
 
-/// Waiting for another workflow to stop past the step deadline is not a failure of the delete:
-/// it goes on, and the other workflow finds the instance gone.
-fn gave_up_waiting(error: ActivityError) -> Result<bool, ActivityError> {
-    if error.code == ErrorCode::DeadlineExceeded {
+/// Calls an activity that stops another workflow until it reports it stopped: at most
+/// [`STOP_ROUNDS`] calls with a durable pause between them, within the step deadline. Waiting
+/// past the deadline is not a failure of the delete: it goes on (`Ok(false)`), and the other
+/// workflow finds the instance gone.
+async fn until_stopped<F, Fut>(
+    ctx: &OrchestrationContext,
+    limit: Duration,
+    what: &str,
+    mut attempt: F,
+) -> Result<bool, ActivityError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ActivityError>>,
+{
+    let rounds = async {
+        for _ in 0..STOP_ROUNDS {
+            if attempt().await? {
+                return Ok(true);
+            }
+            ctx.schedule_timer(Duration::from_millis(500)).await;
+        }
         Ok(false)
-    } else {
-        Err(error)
+    };
+    match within(ctx, limit, what, rounds).await {
+        Err(error) if error.code == ErrorCode::DeadlineExceeded => Ok(false),
+        outcome => outcome,
     }
 }
