@@ -114,6 +114,11 @@ impl ServeConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret value, for the one place that uses it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -12,6 +12,7 @@
 //! - [`tls`]: the rustls configuration of the API.
 //! - [`http_server`]: serving the router over HTTP/1.1 or TLS, with bounded request heads.
 //! - [`server`]: wiring it all together for `toygres serve`.
+//! - [`key_rotation`]: `toygres rotate-key`, re-sealing stored passwords with a new key.
 //! - [`cli`]: the client subcommands (`create`, `list`, `get`, `delete`, `op`) over HTTP.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod api_security;
 pub mod cli;
 pub mod config;
 pub mod http_server;
+pub mod key_rotation;
 pub mod metrics;
 pub mod reconciler;
 pub mod runtime;

@@ -6,6 +6,7 @@ use crate::api::{self, AppState};
 use crate::api_security::ApiSecurity;
 use crate::config::{BackendKind, ServeConfig};
 use crate::http_server;
+use crate::key_rotation;
 use crate::reconciler;
 use crate::runtime::{RuntimeSettings, Workflows, open_store};
 use crate::service::ControlPlane;
@@ -30,7 +31,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let secret_key = match &config.secret_key {
         Some(encoded) => SecretKey::from_base64(encoded.expose()).context("TOYGRES_SECRET_KEY")?,
-        None => SecretKey::load_or_generate(&data_dir.join("secret.key"))?,
+        None => {
+            if data_dir.join(key_rotation::NEXT_KEY_FILE).exists() {
+                anyhow::bail!(
+                    "{} exists: a key rotation did not finish; run `toygres rotate-key` again to finish it",
+                    data_dir.join(key_rotation::NEXT_KEY_FILE).display()
+                );
+            }
+            SecretKey::load_or_generate(&data_dir.join(key_rotation::KEY_FILE))?
+        }
     };
 
     let (database_url, embedded) = match &config.database_url {
@@ -68,6 +77,8 @@ async fn run_with_database(
         .await
         .context("connecting to the control-plane database")?;
     metadata.migrate().await?;
+    // Held until the server stops: `toygres rotate-key` refuses to run meanwhile.
+    let _rotation_guard = key_rotation::hold_server_lock(&metadata).await?;
 
     let backend: Arc<dyn Backend> = match config.backend {
         BackendKind::Local => {
