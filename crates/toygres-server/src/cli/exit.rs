@@ -24,8 +24,8 @@ pub const INTERRUPTED: u8 = 130;
 
 /// The exit code table, as `toygres --help` shows it.
 pub const EXIT_CODES_HELP: &str = "\
-Client commands (create, list, get, delete, op) reach the server at TOYGRES_URL \
-(default http://127.0.0.1:8080; https:// too, with TOYGRES_CA_CERT for a private CA) and send
+Client commands (create, list, get, delete, op) reach the server at TOYGRES_URL (default
+http://127.0.0.1:8080; https:// too, with TOYGRES_CA_CERT for a private CA) and send
 TOYGRES_TOKEN, when set, as a bearer token.
 
 Exit codes:
