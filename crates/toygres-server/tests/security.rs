@@ -235,6 +235,25 @@ async fn tokens_guard_every_route_but_health_and_the_description() -> TestResult
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_loopback_api_is_open_and_the_log_says_so() -> TestResult {
+    let workspace = Workspace::new("security_without_tokens")?;
+    let server = workspace.start_server("server.log", &[]).await?;
+    let listed = server
+        .send_anonymous(Method::GET, "/instances", None, &[])
+        .await?;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let metrics = server
+        .send_anonymous(Method::GET, "/metrics", None, &[])
+        .await?;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        server.log().contains("no API token configured"),
+        "the log must say that the API runs without authentication"
+    );
+    Ok(())
+}
+
 /// Runs `toygres serve` with `env` and expects it to refuse to start; returns its stderr.
 fn refused_start(data_dir: &Path, env: &[(&str, &str)]) -> Result<String, TestError> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_toygres"));
