@@ -20,7 +20,7 @@ it holds the password, shown this once and never again, and the operation to wai
   --idempotency-key  send Idempotency-Key: retrying with the same key and body is safe
 
 Exit codes: 0 accepted, 2 usage or invalid request (400/422), 3 server unreachable, 5 conflict
-(409: name in use), 6 any other error.
+(409: name in use), 6 any other error, 7 refused (401/403: missing, wrong or read-only token).
 USAGE
 }
 

@@ -13,7 +13,7 @@ create still running is canceled first). Prints the server's JSON answer on stdo
 operation with scripts/wait-operation.sh. Sends \$TOYGRES_TOKEN as a bearer token when set.
 
 Exit codes: 0 accepted, 2 usage, 3 server unreachable, 4 no such instance, 5 conflict, 6 any
-other error.
+other error, 7 refused (401/403: missing, wrong or read-only token).
 USAGE
 }
 

@@ -12,7 +12,8 @@ Prints instance NAME as the Toygres server at \$TOYGRES_URL (default http://127.
 it (JSON on stdout: state, host, port, connection_uri; never the password). Sends \$TOYGRES_TOKEN
 as a bearer token when set.
 
-Exit codes: 0 found, 2 usage, 3 server unreachable, 4 no such instance, 6 any other error.
+Exit codes: 0 found, 2 usage, 3 server unreachable, 4 no such instance, 6 any other error,
+7 refused (401: missing or wrong token).
 USAGE
 }
 

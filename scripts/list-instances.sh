@@ -12,7 +12,8 @@ Lists the instances of the Toygres server at \$TOYGRES_URL (default http://127.0
 page, as one JSON object on stdout: {"items": [...], "next_cursor": null}. Deleted instances are
 listed only with --state deleted. Sends \$TOYGRES_TOKEN as a bearer token when set.
 
-Exit codes: 0 listed, 2 usage or invalid state (422), 3 server unreachable, 6 any other error.
+Exit codes: 0 listed, 2 usage or invalid state (422), 3 server unreachable, 6 any other error,
+7 refused (401: missing or wrong token).
 USAGE
 }
 

@@ -16,7 +16,7 @@ has answered once (a restart), for up to 60 s in a row. Every step on the server
 timeout(1): timeout 300 $SCRIPT_NAME op_... Sends \$TOYGRES_TOKEN as a bearer token when set.
 
 Exit codes: 0 succeeded, 1 failed or canceled, 2 usage, 3 server unreachable, 4 no such
-operation, 6 any other error.
+operation, 6 any other error, 7 refused (401: missing or wrong token).
 USAGE
 }
 

@@ -2,7 +2,8 @@
 # Shared by the curl scripts in scripts/ (sourced, not run): settings, one HTTP request, reading
 # JSON with python3, and exit codes that match the toygres CLI's:
 #   0 success, 1 operation failed or canceled, 2 usage (or HTTP 400/422), 3 server unreachable
-#   (or HTTP 502/503/504), 4 not found (404), 5 conflict (409), 6 any other error.
+#   (or HTTP 502/503/504), 4 not found (404), 5 conflict (409), 6 any other error, 7 refused
+#   (401: missing or wrong token; 403: read-only token for a change).
 
 TOYGRES_URL="${TOYGRES_URL:-http://127.0.0.1:8080}"
 TOYGRES_URL="${TOYGRES_URL%/}"
@@ -14,6 +15,7 @@ readonly EXIT_UNREACHABLE=3
 readonly EXIT_NOT_FOUND=4
 readonly EXIT_CONFLICT=5
 readonly EXIT_OTHER=6
+readonly EXIT_AUTH=7
 
 # toygres_fail CODE MESSAGE: says MESSAGE on stderr and exits with CODE.
 toygres_fail() {
@@ -104,6 +106,7 @@ except Exception:
     [[ "${TOYGRES_QUIET_ERRORS:-}" == 1 ]] || echo "$HTTP_ERROR" >&2
     case "$status" in
     400 | 422) return "$EXIT_USAGE" ;;
+    401 | 403) return "$EXIT_AUTH" ;;
     404) return "$EXIT_NOT_FOUND" ;;
     409) return "$EXIT_CONFLICT" ;;
     502 | 503 | 504) return "$EXIT_UNREACHABLE" ;;

@@ -44,7 +44,21 @@ pub struct ServeConfig {
 
     /// Base64 of the 32-byte key that seals passwords; generated into the data dir when unset.
     #[arg(long, env = "TOYGRES_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
+
+    /// API bearer tokens as ROLE:TOKEN[,ROLE:TOKEN...], ROLE admin or readonly, tokens of at
+    /// least 16 characters (prefer the environment variable: flags show in `ps`). Unset: no
+    /// authentication, allowed on a loopback address only.
+    #[arg(long, env = "TOYGRES_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<Secret>,
+
+    /// PEM file of the API's TLS certificate chain; with --tls-key, the API is served over HTTPS.
+    #[arg(long, env = "TOYGRES_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --tls-cert.
+    #[arg(long, env = "TOYGRES_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Folder of the PostgreSQL server binaries; discovered when unset.
     #[arg(long, env = "TOYGRES_PG_BIN_DIR")]
@@ -133,6 +147,36 @@ impl ServeConfig {
     }
 }
 
+/// A setting that holds a secret: `Debug` never shows it, only [`Secret::expose`] does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(Self(raw.to_string()))
+    }
+}
+
 /// Parses `FIRST-LAST` into a non-empty port range.
 pub fn parse_port_range(raw: &str) -> Result<RangeInclusive<u16>, String> {
     let (first, last) = raw
@@ -164,5 +208,14 @@ mod tests {
         assert!(parse_port_range("0-5").is_err());
         assert!(parse_port_range("x-5").is_err());
         assert!(parse_port_range("15432").is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let secret: Secret = "hunter2-hunter2-hunter2"
+            .parse()
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(secret.expose(), "hunter2-hunter2-hunter2");
+        assert_eq!(format!("{secret:?}"), "Secret(..)");
     }
 }

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use toygres_server::cli::{self, ClientCommand, exit::EXIT_CODES_HELP};
 use toygres_server::config::{LogFormat, ServeConfig};
+use toygres_server::key_rotation::{self, RotateKeyArgs};
 use tracing_subscriber::EnvFilter;
 
 /// Toygres: PostgreSQL instances on demand. `toygres serve` runs the control plane; the other
@@ -18,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, workflow runtime and (by default) an embedded database.
     Serve(ServeConfig),
+    /// Re-seal every stored instance password with a new key (the server must be stopped;
+    /// see docs/security.md).
+    RotateKey(RotateKeyArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -36,7 +40,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("toygres: cannot start the async runtime: {error}");
             return match arguments.command {
                 Command::Client(_) => std::process::ExitCode::from(cli::exit::OTHER),
-                Command::Serve(_) => std::process::ExitCode::FAILURE,
+                Command::Serve(_) | Command::RotateKey(_) => std::process::ExitCode::FAILURE,
             };
         }
     };
@@ -44,6 +48,13 @@ fn main() -> std::process::ExitCode {
         Command::Serve(config) => {
             init_logging(config.log_format);
             runtime.block_on(toygres_server::server::serve(config))
+        }
+        Command::RotateKey(args) => {
+            init_logging(LogFormat::Pretty);
+            runtime
+                .block_on(key_rotation::rotate(&args))
+                .map(|report| print_rotation(&report))
+                .map_err(anyhow::Error::from)
         }
         Command::Client(command) => return cli::run(&runtime, command),
     };
@@ -54,6 +65,24 @@ fn main() -> std::process::ExitCode {
             eprintln!("toygres: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Says what `rotate-key` did, and what the operator does next (never the key itself).
+fn print_rotation(report: &key_rotation::RotationReport) {
+    println!(
+        "re-sealed {} password(s) ({} already sealed with the new key); {} monitor(s) restart at the next server start",
+        report.resealed, report.already_resealed, report.monitors_restarted
+    );
+    match &report.key_file {
+        Some(path) => println!(
+            "the new key is in {}; the previous one is kept next to it in {} for older backups",
+            path.display(),
+            key_rotation::PREVIOUS_KEY_FILE
+        ),
+        None => println!(
+            "set TOYGRES_SECRET_KEY to the value of TOYGRES_NEW_SECRET_KEY, then start the server"
+        ),
     }
 }
 

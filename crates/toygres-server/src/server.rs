@@ -3,7 +3,10 @@
 //! operations, serve HTTP until SIGINT/SIGTERM, then shut down in order.
 
 use crate::api::{self, AppState};
+use crate::api_security::ApiSecurity;
 use crate::config::{BackendKind, ServeConfig};
+use crate::http_server;
+use crate::key_rotation;
 use crate::reconciler;
 use crate::runtime::{RuntimeSettings, Workflows, open_store};
 use crate::service::ControlPlane;
@@ -21,20 +24,23 @@ use toygres_orchestrations::types::{CreateLimits, DeleteLimits, HealthSettings};
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    if !config.listen.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to listen on {} without authentication: API tokens are not supported yet, so listen on a loopback address",
-            config.listen
-        );
-    }
-    tracing::warn!(listen = %config.listen, "no API token configured: the API runs without authentication (loopback only)");
+    // Refuse bad tokens, bad TLS files or an unprotected public address before touching anything.
+    let security = ApiSecurity::from_config(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let data_dir = std::path::absolute(&config.data_dir)?;
 
     let secret_key = match &config.secret_key {
-        Some(encoded) => SecretKey::from_base64(encoded).context("TOYGRES_SECRET_KEY")?,
-        None => SecretKey::load_or_generate(&data_dir.join("secret.key"))?,
+        Some(encoded) => SecretKey::from_base64(encoded.expose()).context("TOYGRES_SECRET_KEY")?,
+        None => {
+            if data_dir.join(key_rotation::NEXT_KEY_FILE).exists() {
+                anyhow::bail!(
+                    "{} exists: a key rotation did not finish; run `toygres rotate-key` again to finish it",
+                    data_dir.join(key_rotation::NEXT_KEY_FILE).display()
+                );
+            }
+            SecretKey::load_or_generate(&data_dir.join(key_rotation::KEY_FILE))?
+        }
     };
 
     let (database_url, embedded) = match &config.database_url {
@@ -51,7 +57,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let outcome = run_with_database(&config, &data_dir, &database_url, secret_key).await;
+    let outcome = run_with_database(&config, security, &data_dir, &database_url, secret_key).await;
     if let Some(embedded) = embedded
         && let Err(error) = embedded.stop().await
     {
@@ -62,6 +68,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
 async fn run_with_database(
     config: &ServeConfig,
+    security: ApiSecurity,
     data_dir: &std::path::Path,
     database_url: &str,
     secret_key: SecretKey,
@@ -71,6 +78,8 @@ async fn run_with_database(
         .await
         .context("connecting to the control-plane database")?;
     metadata.migrate().await?;
+    // Held until the server stops: `toygres rotate-key` refuses to run meanwhile.
+    let _rotation_guard = key_rotation::hold_server_lock(&metadata).await?;
 
     let backend: Arc<dyn Backend> = match config.backend {
         BackendKind::Local => {
@@ -161,19 +170,23 @@ async fn run_with_database(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "toygres is serving");
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(address = %listener.local_addr()?, scheme, "toygres is serving");
     let app = api::router(AppState {
         plane,
         metrics: metrics_handle,
+        authentication: security.authentication,
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    http_server::serve(listener, security.tls, app, shutdown_signal()).await;
 
     tracing::info!("shutting down");
     periodic.abort();
     workflows.shutdown(Duration::from_secs(5)).await;
-    served.context("serving HTTP")
+    Ok(())
 }
 
 /// Every `every`, starts missing workflows and prunes the history of operations finished more

@@ -287,7 +287,8 @@ async fn bad_usage_and_an_unreachable_server_have_their_exit_codes() -> TestResu
         &["list", "--state", "sleeping"],
         &["list", "-o", "yaml"],
         &["op", "frobnicate"],
-        &["get", "db", "--url", "https://toygres.example"],
+        &["get", "db", "--url", "ftp://toygres.example"],
+        &["get", "db", "--ca-cert", "/nonexistent/ca.pem"],
         &["get", "db", "--url", "not a url"],
     ] {
         toygres(&closed, args, None).await?.expect(exit::USAGE)?;

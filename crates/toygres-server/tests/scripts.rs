@@ -331,7 +331,7 @@ async fn wait_operation_sends_the_token_and_honours_retry_after() -> TestResult 
 
     let refused = run_script("wait-operation.sh", &["op_1"], &url, None, None)
         .await?
-        .expect(exit::OTHER)?;
+        .expect(exit::AUTH)?;
     assert!(refused.stderr.contains("HTTP 401"), "{}", refused.stderr);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 

@@ -20,9 +20,44 @@ pub fn json_object(bytes: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, 
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::invalid("body", "must be a JSON object")),
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    };
+    // A repeated key is valid JSON, but readers disagree on which value wins: refuse it.
+    if let Ok(FirstRepeatedKey(Some(key))) = serde_json::from_slice::<FirstRepeatedKey>(bytes) {
+        return Err(ApiError::invalid(key, "appears more than once"));
+    }
+    Ok(map)
+}
+
+/// The first key that appears twice in a JSON object, if any.
+struct FirstRepeatedKey(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for FirstRepeatedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RepeatedKeyVisitor)
+    }
+}
+
+struct RepeatedKeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RepeatedKeyVisitor {
+    type Value = FirstRepeatedKey;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        let mut repeated = None;
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            if repeated.is_none() && !seen.insert(key.clone()) {
+                repeated = Some(key);
+            }
+        }
+        Ok(FirstRepeatedKey(repeated))
     }
 }
 
@@ -126,6 +161,10 @@ mod tests {
             Err(ApiError::MalformedJson(_))
         ));
         assert!(json_object(&Bytes::from_static(b" "), true).is_ok_and(|map| map.is_empty()));
+        assert!(matches!(
+            json_object(&Bytes::from_static(br#"{"name":"a","x":{"k":1,"k":2},"name":"b"}"#), false),
+            Err(ApiError::Invalid { field, .. }) if field == "name"
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::service::ServiceError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,6 +22,12 @@ pub enum ApiError {
     /// The body is not JSON (400).
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// No valid bearer token (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token's role does not allow this request (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -54,10 +60,17 @@ impl ApiError {
         }
     }
 
+    /// The error's stable code (`invalid_request`, `unauthorized`, ...).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::NameInUse => (StatusCode::CONFLICT, "name_in_use"),
             ApiError::OperationInProgress(_) => (StatusCode::CONFLICT, "operation_in_progress"),
@@ -111,7 +124,14 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
         };
-        (status, Json(ErrorBody { error: detail })).into_response()
+        let mut response = (status, Json(ErrorBody { error: detail })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"toygres\""),
+            );
+        }
+        response
     }
 }
 

@@ -8,7 +8,7 @@ use axum::extract::State;
 use utoipa::OpenApi as _;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Status)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, body = Status)))]
 pub async fn healthz() -> Json<Status> {
     Json(Status {
         status: "ok".into(),
@@ -16,7 +16,7 @@ pub async fn healthz() -> Json<Status> {
 }
 
 /// The database and the workflow runtime are usable.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.plane.metadata.ping().await {
         return Err(ApiError::Unavailable(

@@ -7,7 +7,7 @@ use super::{AppState, accepted, cursor, idempotency};
 use crate::service::CreateRequest;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -26,7 +26,7 @@ const CREATE_FIELDS: &[&str] = &[
 
 /// Create an instance. Answers at once with the operation to poll.
 #[utoipa::path(post, path = "/instances", tag = "instances", request_body = CreateInstanceBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Replays the first answer for the same key and body")),
     responses(
         (status = 202, description = "Accepted; poll the operation", body = CreateAcceptedBody,
             headers(("Location" = String, description = "/operations/{id}"), ("Retry-After" = String, description = "Seconds"))),
@@ -96,7 +96,7 @@ async fn conflict_on(state: &AppState, name: &str) -> ApiError {
 /// List instances (deleted ones only with `state=deleted`).
 #[utoipa::path(get, path = "/instances", tag = "instances",
     params(("state" = Option<String>, Query, description = "creating|running|deleting|deleted|failed"),
-           ("limit" = Option<i64>, Query, description = "1-500, default 100"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1-500, default 100"),
            ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, body = InstanceList), (status = 422, body = ErrorBody)))]
 pub async fn list(
@@ -115,6 +115,11 @@ pub async fn list(
     };
     let limit = body::limit_param(&params)?;
     let after: Option<(String, i64)> = cursor::decode(params.get("cursor"))?;
+    if let Some((name, _)) = &after
+        && InstanceName::parse(name).is_err()
+    {
+        return Err(cursor::invalid());
+    }
     let page = state
         .plane
         .metadata
@@ -131,13 +136,13 @@ pub async fn list(
 }
 
 /// Get an instance (the live one, or the latest deleted one of that name).
-#[utoipa::path(get, path = "/instances/{name}", tag = "instances", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/instances/{name}", tag = "instances", params(("name" = String, Path, pattern = "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")),
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Instance>, ApiError> {
-    let name = existing_name(&name)?;
+    let name = existing_name(name)?;
     let record = state
         .plane
         .metadata
@@ -150,16 +155,16 @@ pub async fn get(
 /// Delete an instance (a create still running is canceled first). A delete already running is
 /// returned as is.
 #[utoipa::path(delete, path = "/instances/{name}", tag = "instances",
-    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("name" = String, Path, pattern = "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")),
     responses((status = 202, body = DeleteAcceptedBody,
             headers(("Location" = String), ("Retry-After" = String))),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let name = existing_name(&name)?;
+    let name = existing_name(name)?;
     let idempotency = idempotency::from_headers(
         &headers,
         &format!("DELETE /instances/{name}"),
@@ -183,14 +188,15 @@ pub async fn delete(
 
 /// The audit trail of an instance, newest first.
 #[utoipa::path(get, path = "/instances/{name}/events", tag = "instances",
-    params(("name" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("name" = String, Path, pattern = "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<EventList>, ApiError> {
-    let name = existing_name(&name)?;
+    let name = existing_name(name)?;
     body::only_known_params(&params, &["limit", "cursor"])?;
     let limit = body::limit_param(&params)?;
     let before: Option<i64> = cursor::decode(params.get("cursor"))?;
@@ -215,10 +221,11 @@ pub async fn events(
     }))
 }
 
-/// A path name that cannot be an instance name cannot exist: 404.
-fn existing_name(raw: &str) -> Result<InstanceName, ApiError> {
-    let name =
-        InstanceName::parse(raw).map_err(|_| ApiError::NotFound("no such instance".into()))?;
+/// A path name that cannot be an instance name (not even UTF-8) cannot exist: 404.
+fn existing_name(raw: Result<Path<String>, PathRejection>) -> Result<InstanceName, ApiError> {
+    let no_such = || ApiError::NotFound("no such instance".into());
+    let Path(raw) = raw.map_err(|_| no_such())?;
+    let name = InstanceName::parse(&raw).map_err(|_| no_such())?;
     super::record_subject(Some(name.as_str()), None);
     Ok(name)
 }

@@ -1,6 +1,7 @@
 //! The REST API (../shared/API.md): one router per resource, merged in [`router`], one error
 //! type ([`error::ApiError`]), and the OpenAPI description generated from the handlers.
 
+pub mod auth;
 pub mod body;
 pub mod cursor;
 pub mod error;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub plane: Arc<ControlPlane>,
     /// Renders the Prometheus metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Which requests need a bearer token.
+    pub authentication: auth::Authentication,
 }
 
 /// The OpenAPI description.
@@ -55,12 +58,72 @@ pub struct AppState {
         health::healthz,
         health::readyz,
         health::metrics
-    )
+    ),
+    modifiers(&BearerSecurity),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
 
-/// Every route, with body limit, timeout, panic and 404 handling, request spans and metrics.
+/// Declares the `bearer` security scheme of the OpenAPI description, and the `401` (and for
+/// changes, `403`) every route outside [`auth::PUBLIC_PATHS`] may answer.
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A token of TOYGRES_API_TOKENS; read-only tokens may only use GET",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if auth::PUBLIC_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            let reads = [&mut item.get].into_iter().flatten();
+            let changes = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in reads {
+                add_error_response(operation, "401", "No valid bearer token");
+            }
+            for operation in changes.into_iter().flatten() {
+                add_error_response(operation, "401", "No valid bearer token");
+                add_error_response(operation, "403", "A read-only token");
+            }
+        }
+    }
+}
+
+fn add_error_response(operation: &mut utoipa::openapi::path::Operation, status: &str, why: &str) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(why)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    operation
+        .responses
+        .responses
+        .insert(status.to_string(), response.into());
+}
+
+/// Every route, with authentication, body limit, timeout, panic and 404 handling, request spans
+/// and metrics.
 pub fn router(state: AppState) -> Router {
+    let authentication = state.authentication.clone();
     Router::new()
         .route("/instances", get(instances::list).post(instances::create))
         .route(
@@ -78,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            authentication,
+            auth::require_token,
+        ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

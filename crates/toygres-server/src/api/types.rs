@@ -26,7 +26,11 @@ pub struct CreateInstanceBody {
     #[schema(nullable, pattern = "^(internal|public)$")]
     expose: Option<String>,
     /// DNS label for public instances.
-    #[schema(nullable, max_length = 63)]
+    #[schema(
+        nullable,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+    )]
     dns_label: Option<String>,
 }
 

@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::path::Path;
 use std::time::Duration;
 
 /// How long connecting may take.
@@ -18,7 +19,7 @@ const BODY_EXCERPT_CHARS: usize = 200;
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `TOYGRES_URL` / `--url` is not a plain-HTTP URL.
+    /// `TOYGRES_URL` / `--url` is not an `http://` or `https://` URL.
     #[error("invalid server URL '{url}': {reason}")]
     InvalidUrl {
         /// The URL as given.
@@ -29,6 +30,14 @@ pub enum ClientError {
     /// The HTTP client could not be set up.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    /// `TOYGRES_CA_CERT` / `--ca-cert` cannot be read or holds no PEM certificate.
+    #[error("CA certificate {path}: {reason}")]
+    CaCertificate {
+        /// The file as given.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// No answer: connection refused, name not resolved, or timed out.
     #[error(
         "cannot reach the server at {url}: {detail} (is it running? set its URL with TOYGRES_URL or --url)"
@@ -61,6 +70,7 @@ impl ClientError {
             ClientError::Api(failure) => matches!(failure.status, 429 | 502..=504),
             ClientError::InvalidUrl { .. }
             | ClientError::Setup(_)
+            | ClientError::CaCertificate { .. }
             | ClientError::InvalidReply { .. } => false,
         }
     }
@@ -116,25 +126,39 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client of the server at `url` (plain `http://` only), sending `token` as a bearer token.
+    /// A client of the server at `url` (`http://` or `https://` with the system's roots),
+    /// sending `token` as a bearer token.
     pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca(url, token, None)
+    }
+
+    /// Like [`ApiClient::new`], but an `https://` server's certificate must chain to the PEM
+    /// certificates in `ca_cert` (a private CA, or the server's self-signed certificate)
+    /// instead of the system's roots.
+    pub fn with_ca(
+        url: &str,
+        token: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             url: url.to_string(),
             reason: reason.to_string(),
         };
         let base = Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
-        match base.scheme() {
-            "http" => {}
-            "https" => return Err(invalid("https is not supported yet: use http://")),
-            _ => return Err(invalid("the scheme must be http://")),
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http:// or https://"));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("it has no host"));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("toygres-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("toygres-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            builder = builder.tls_certs_only(read_ca_certificates(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|error| ClientError::Setup(error.to_string()))?;
         Ok(Self {
@@ -282,6 +306,21 @@ impl ApiClient {
     }
 }
 
+/// The PEM certificates of `path`; at least one.
+fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let failed = |reason: String| ClientError::CaCertificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|error| failed(format!("not PEM certificates ({error})")))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM certificate in this file".to_string()));
+    }
+    Ok(certificates)
+}
+
 /// One page of a list, its items kept as the server sent them.
 #[derive(Deserialize)]
 struct RawPage {
@@ -421,13 +460,9 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls() {
-        for url in [
-            "https://example.test",
-            "ftp://x",
-            "not a url",
-            "unix:/tmp/s",
-        ] {
+    fn only_http_and_https_urls() -> Result<(), ClientError> {
+        ApiClient::new("https://example.test:8443/toygres", None)?;
+        for url in ["ftp://x", "not a url", "unix:/tmp/s"] {
             assert!(
                 matches!(
                     ApiClient::new(url, None),
@@ -436,6 +471,26 @@ mod tests {
                 "{url}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n")?;
+        for path in [&missing, &empty] {
+            assert!(matches!(
+                ApiClient::with_ca("https://example.test", None, Some(path)),
+                Err(ClientError::CaCertificate { .. })
+            ));
+        }
+        let generated = rcgen::generate_simple_self_signed(vec!["example.test".to_string()])?;
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, generated.cert.pem())?;
+        ApiClient::with_ca("https://example.test", None, Some(&ca))?;
+        Ok(())
     }
 
     #[test]

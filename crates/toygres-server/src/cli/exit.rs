@@ -14,16 +14,19 @@ pub const UNREACHABLE: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
 /// Conflict (409): the name is in use, or another operation holds the instance.
 pub const CONFLICT: u8 = 5;
-/// Any other failure: another HTTP error (401, 403, 408, 413, 500, ...), a reply the CLI
-/// cannot read, or a local I/O error.
+/// Any other failure: another HTTP error (405, 408, 413, 500, ...), a reply the CLI cannot
+/// read, or a local I/O error.
 pub const OTHER: u8 = 6;
+/// Refused: no token or a wrong one (401), or a read-only token for a change (403).
+pub const AUTH: u8 = 7;
 /// Interrupted (Ctrl-C) while waiting; the operation goes on on the server.
 pub const INTERRUPTED: u8 = 130;
 
 /// The exit code table, as `toygres --help` shows it.
 pub const EXIT_CODES_HELP: &str = "\
-Client commands (create, list, get, delete, op) reach the server at TOYGRES_URL \
-(default http://127.0.0.1:8080) and send TOYGRES_TOKEN, when set, as a bearer token.
+Client commands (create, list, get, delete, op) reach the server at TOYGRES_URL (default
+http://127.0.0.1:8080; https:// too, with TOYGRES_CA_CERT for a private CA) and send
+TOYGRES_TOKEN, when set, as a bearer token.
 
 Exit codes:
   0    success
@@ -32,8 +35,9 @@ Exit codes:
   3    server unreachable: connection failed or timed out, or HTTP 502, 503, 504
   4    not found (HTTP 404)
   5    conflict (HTTP 409): name in use, or another operation holds the instance
-  6    any other error: other HTTP errors (401, 403, 408, 413, 500, ...), an unreadable reply,
+  6    any other error: other HTTP errors (405, 408, 413, 500, ...), an unreadable reply,
        a local I/O error
+  7    refused: missing or wrong token (HTTP 401), or a read-only token for a change (HTTP 403)
   130  interrupted (Ctrl-C) while waiting; the operation goes on on the server";
 
 /// Why a client subcommand did not succeed.
@@ -88,11 +92,12 @@ impl CliError {
 /// The exit code of a failed request.
 fn client_exit_code(error: &ClientError) -> u8 {
     match error {
-        ClientError::InvalidUrl { .. } => USAGE,
+        ClientError::InvalidUrl { .. } | ClientError::CaCertificate { .. } => USAGE,
         ClientError::Unreachable { .. } => UNREACHABLE,
         ClientError::Setup(_) | ClientError::InvalidReply { .. } => OTHER,
         ClientError::Api(failure) => match failure.status {
             400 | 422 => USAGE,
+            401 | 403 => AUTH,
             404 => NOT_FOUND,
             409 => CONFLICT,
             502..=504 => UNREACHABLE,
@@ -123,7 +128,9 @@ mod tests {
         assert_eq!(api(404).exit_code(), NOT_FOUND);
         assert_eq!(api(409).exit_code(), CONFLICT);
         assert_eq!(api(503).exit_code(), UNREACHABLE);
-        assert_eq!(api(401).exit_code(), OTHER);
+        assert_eq!(api(401).exit_code(), AUTH);
+        assert_eq!(api(403).exit_code(), AUTH);
+        assert_eq!(api(405).exit_code(), OTHER);
         assert_eq!(api(413).exit_code(), OTHER);
         assert_eq!(api(500).exit_code(), OTHER);
     }

@@ -219,6 +219,7 @@ mod tests {
             wait: false,
             options: ClientOptions {
                 url: crate::cli::DEFAULT_URL.into(),
+                ca_cert: None,
                 token: None,
                 output: OutputFormat::Table,
             },

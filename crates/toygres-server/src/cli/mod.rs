@@ -33,9 +33,14 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// How to reach the server and how to print; shared by every client subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOptions {
-    /// Base URL of the Toygres server (plain HTTP).
+    /// Base URL of the Toygres server (http:// or https://).
     #[arg(long, env = "TOYGRES_URL", default_value = DEFAULT_URL)]
     pub url: String,
+
+    /// PEM file of the certificate authority (or the self-signed certificate) an https://
+    /// server's certificate must chain to, instead of the system's roots.
+    #[arg(long, env = "TOYGRES_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 
     /// API token, sent as `Authorization: Bearer <token>` (prefer the environment variable:
     /// flags show in `ps`).
@@ -50,7 +55,11 @@ pub struct ClientOptions {
 impl ClientOptions {
     /// The HTTP client these options describe.
     pub fn client(&self) -> Result<ApiClient, CliError> {
-        Ok(ApiClient::new(&self.url, self.token.clone())?)
+        Ok(ApiClient::with_ca(
+            &self.url,
+            self.token.clone(),
+            self.ca_cert.as_deref(),
+        )?)
     }
 }
 

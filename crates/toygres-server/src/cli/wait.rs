@@ -257,7 +257,7 @@ mod tests {
         let client = ApiClient::new(&url, Some("wrong".into()))?;
         let refused = wait_for_operation(&client, "op_1", None).await;
         assert!(
-            matches!(&refused, Err(error) if error.exit_code() == exit::OTHER),
+            matches!(&refused, Err(error) if error.exit_code() == exit::AUTH),
             "{refused:?}"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 0);

@@ -42,6 +42,13 @@ impl Workspace {
         self.dir.path().join("data")
     }
 
+    /// The first `count` ports of the range this test's instances may use, as `FIRST-LAST`.
+    pub fn first_ports(&self, count: u16) -> Result<String, TestError> {
+        let (first, _) = self.ports.split_once('-').ok_or("no port range")?;
+        let first: u16 = first.parse()?;
+        Ok(format!("{first}-{}", first + count.max(1) - 1))
+    }
+
     /// The root of the local instances.
     pub fn instances_dir(&self) -> PathBuf {
         self.data_dir().join("instances")
@@ -52,11 +59,22 @@ impl Workspace {
         EmbeddedPostgres::url_in(&self.data_dir().join("controlplane"), "postgres")
     }
 
-    /// Starts `toygres serve` on a free port and waits until `/readyz` answers 200.
+    /// Starts `toygres serve` on a free port of 127.0.0.1 and waits until `/readyz` answers 200.
     pub async fn start_server(
         &self,
         log_name: &str,
         extra_env: &[(&str, &str)],
+    ) -> Result<Server, TestError> {
+        self.start_server_with(log_name, extra_env, &StartOptions::default())
+            .await
+    }
+
+    /// Starts `toygres serve` as `options` say and waits until `/readyz` answers 200.
+    pub async fn start_server_with(
+        &self,
+        log_name: &str,
+        extra_env: &[(&str, &str)],
+        options: &StartOptions,
     ) -> Result<Server, TestError> {
         let port = free_port()?;
         let log_path = self.dir.path().join(log_name);
@@ -66,7 +84,10 @@ impl Workspace {
             .arg("serve")
             .env_remove("DATABASE_URL")
             .env_remove("TOYGRES_SECRET_KEY")
-            .env("TOYGRES_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("TOYGRES_API_TOKENS")
+            .env_remove("TOYGRES_TLS_CERT")
+            .env_remove("TOYGRES_TLS_KEY")
+            .env("TOYGRES_LISTEN", format!("{}:{port}", options.listen_host))
             .env("TOYGRES_DATA_DIR", self.data_dir())
             .env("TOYGRES_PORT_RANGE", &self.ports)
             .env("TOYGRES_RECONCILE_INTERVAL_SECS", "2")
@@ -78,15 +99,46 @@ impl Workspace {
         for (key, value) in extra_env {
             command.env(key, value);
         }
+        let mut http = Client::builder();
+        let scheme = match &options.trusted_certificate {
+            Some(pem) => {
+                http = http.tls_certs_only([reqwest::Certificate::from_pem(pem)?]);
+                "https"
+            }
+            None => "http",
+        };
         let child = command.spawn()?;
         let server = Server {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            http: Client::new(),
+            base: format!("{scheme}://127.0.0.1:{port}"),
+            http: http.build()?,
             log_path,
+            token: options.token.clone(),
         };
         server.wait_ready(Duration::from_secs(90)).await?;
         Ok(server)
+    }
+}
+
+/// How to start a server beyond the defaults (127.0.0.1, plain HTTP, no token sent).
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The address part of `TOYGRES_LISTEN` (the tests still connect to 127.0.0.1).
+    pub listen_host: String,
+    /// Connect over https, trusting this PEM certificate (the server's TLS settings go in the
+    /// environment).
+    pub trusted_certificate: Option<Vec<u8>>,
+    /// Sent as a bearer token with every request that has no `Authorization` of its own.
+    pub token: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            listen_host: "127.0.0.1".to_string(),
+            trusted_certificate: None,
+            token: None,
+        }
     }
 }
 
@@ -129,6 +181,8 @@ pub struct Server {
     http: Client,
     /// Where its stdout and stderr go.
     pub log_path: PathBuf,
+    /// The bearer token sent by default.
+    token: Option<String>,
 }
 
 /// A response: status, headers and JSON body.
@@ -157,13 +211,47 @@ impl Reply {
 }
 
 impl Server {
-    /// Sends a request with an optional raw body and headers.
+    /// Sends a request with an optional raw body and headers, and the default token unless
+    /// `headers` has an `Authorization`.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&str>,
         headers: &[(&str, &str)],
+    ) -> Result<Reply, TestError> {
+        self.send_as(method, path, body, headers, self.token.as_deref())
+            .await
+    }
+
+    /// Sends a request without the default token (only the `headers` given).
+    pub async fn send_anonymous(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, TestError> {
+        self.send_as(method, path, body, headers, None).await
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> Result<u16, TestError> {
+        let port = self
+            .base
+            .rsplit(':')
+            .next()
+            .ok_or("no port in the base URL")?;
+        Ok(port.parse()?)
+    }
+
+    async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+        token: Option<&str>,
     ) -> Result<Reply, TestError> {
         let mut request = self
             .http
@@ -173,6 +261,14 @@ impl Server {
             request = request
                 .header("content-type", "application/json")
                 .body(body.to_string());
+        }
+        let has_authorization = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(token) = token
+            && !has_authorization
+        {
+            request = request.bearer_auth(token);
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
