@@ -29,6 +29,8 @@ fn main() -> std::process::ExitCode {
     {
         eprintln!("toygres: ignoring .env: {error}");
     }
+    // kube's TLS needs a process-wide rustls provider: ring, installed once.
+    toygres_activities::backend::kubernetes::install_crypto_provider();
     let arguments = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
