@@ -133,7 +133,12 @@ pub struct ServeConfig {
     pub k8s_image: String,
 
     /// Kubernetes backend: the major PostgreSQL versions offered, comma separated, oldest first.
-    #[arg(long, env = "TOYGRES_K8S_VERSIONS", default_value = "14,15,16,17", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TOYGRES_K8S_VERSIONS",
+        default_value = "14,15,16,17",
+        value_delimiter = ','
+    )]
     pub k8s_versions: Vec<String>,
 
     /// Kubernetes backend: keep an instance's PVC when it is deleted.
@@ -141,7 +146,11 @@ pub struct ServeConfig {
     pub k8s_retain_volumes: bool,
 
     /// Kubernetes backend: the Service annotation carrying a public instance's DNS label.
-    #[arg(long, env = "TOYGRES_K8S_DNS_LABEL_ANNOTATION", default_value = "service.beta.kubernetes.io/azure-dns-label-name")]
+    #[arg(
+        long,
+        env = "TOYGRES_K8S_DNS_LABEL_ANNOTATION",
+        default_value = "service.beta.kubernetes.io/azure-dns-label-name"
+    )]
     pub k8s_dns_label_annotation: String,
 
     /// Kubernetes backend: the port of each instance's Service.

@@ -51,7 +51,8 @@ impl KubernetesConfig {
     /// The default image repository.
     pub const DEFAULT_IMAGE: &str = "postgres";
     /// The default DNS-label annotation (Azure's).
-    pub const DEFAULT_DNS_LABEL_ANNOTATION: &str = "service.beta.kubernetes.io/azure-dns-label-name";
+    pub const DEFAULT_DNS_LABEL_ANNOTATION: &str =
+        "service.beta.kubernetes.io/azure-dns-label-name";
     /// The default Service port.
     pub const DEFAULT_SERVICE_PORT: u16 = 5432;
 }

@@ -123,7 +123,10 @@ fn render_statefulset(
     set_spec.service_name = Some(name.to_string());
     set_spec.selector.match_labels = Some(labels::selector(name));
 
-    let pod_meta = set_spec.template.metadata.get_or_insert_with(ObjectMeta::default);
+    let pod_meta = set_spec
+        .template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default);
     pod_meta.labels = Some(labels::owned(name, &spec.uid));
     let pod = set_spec
         .template
@@ -211,7 +214,11 @@ fn render_service(spec: &DeploySpec, config: &KubernetesConfig) -> Result<Servic
     let port = service_spec
         .ports
         .as_mut()
-        .and_then(|ports| ports.iter_mut().find(|port| port.name.as_deref() == Some(POSTGRES)))
+        .and_then(|ports| {
+            ports
+                .iter_mut()
+                .find(|port| port.name.as_deref() == Some(POSTGRES))
+        })
         .ok_or_else(|| missing(T, "the postgres port"))?;
     port.port = i32::from(config.service_port);
     match spec.expose {

@@ -200,11 +200,7 @@ fn load_balancer_address(service: &Service) -> Option<String> {
 }
 
 fn is_load_balancer(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.type_.as_deref())
-        == Some("LoadBalancer")
+    service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer")
 }
 
 fn pod_is_ready(pod: &Pod) -> bool {
@@ -276,7 +272,11 @@ impl Backend for KubernetesBackend {
             .await
             .map_err(|error| classify(&format!("reading Pod {pod_name}"), error))?;
         match pod {
-            None => return Ok(Readiness::NotReady(format!("pod {pod_name} is not created yet"))),
+            None => {
+                return Ok(Readiness::NotReady(format!(
+                    "pod {pod_name} is not created yet"
+                )));
+            }
             Some(pod) if !pod_is_ready(&pod) => {
                 let phase = pod
                     .status
@@ -291,7 +291,9 @@ impl Backend for KubernetesBackend {
         }
         match self.service(name).await? {
             None => Ok(Readiness::NotReady(format!("Service {name} is missing"))),
-            Some(service) if is_load_balancer(&service) && load_balancer_address(&service).is_none() => {
+            Some(service)
+                if is_load_balancer(&service) && load_balancer_address(&service).is_none() =>
+            {
                 Ok(Readiness::NotReady(format!(
                     "Service {name} has no load-balancer address yet"
                 )))

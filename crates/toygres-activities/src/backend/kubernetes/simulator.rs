@@ -10,7 +10,7 @@
 use super::labels;
 use super::manifests::{self, PASSWORD_KEY};
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, DeploySpec, Readiness};
+use crate::backend::{Backend, DeploySpec, Endpoint};
 use crate::model::Expose;
 use crate::validation::InstanceName;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -54,7 +54,7 @@ impl Simulator {
         let task = tokio::spawn(async move {
             loop {
                 if let Err(error) = tick(&client, &simulation).await {
-                    tracing::debug!(%error, "cluster simulator pass failed; retrying");
+                    tracing::warn!(%error, "cluster simulator pass failed; retrying");
                 }
                 tokio::time::sleep(simulation.interval).await;
             }
@@ -74,9 +74,14 @@ pub async fn tick(client: &Client, simulation: &Simulation) -> Result<(), kube::
         run_statefulset(client, simulation, set).await?;
     }
     for pod in pods.list(&all).await?.items {
-        let owner = pod.labels().get(labels::INSTANCE).cloned().unwrap_or_default();
+        let owner = pod
+            .labels()
+            .get(labels::INSTANCE)
+            .cloned()
+            .unwrap_or_default();
         if !live_sets.iter().any(|set| set.name_any() == owner) {
-            pods.delete(&pod.name_any(), &DeleteParams::default()).await?;
+            pods.delete(&pod.name_any(), &DeleteParams::default())
+                .await?;
             if let (Some(runtime), Ok(name)) = (&simulation.runtime, InstanceName::parse(&owner)) {
                 let _ = runtime.delete(&name).await;
             }
@@ -84,8 +89,8 @@ pub async fn tick(client: &Client, simulation: &Simulation) -> Result<(), kube::
     }
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     for mut service in services.list(&all).await?.items {
-        let balanced = service.spec.as_ref().and_then(|spec| spec.type_.as_deref())
-            == Some("LoadBalancer");
+        let balanced =
+            service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer");
         let addressed = service
             .status
             .as_ref()
@@ -143,7 +148,11 @@ async fn run_statefulset(
         pod.status
             .as_ref()
             .and_then(|status| status.conditions.as_ref())
-            .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
     });
     if was_ready == Some(ready) {
         return Ok(());
@@ -152,7 +161,11 @@ async fn run_statefulset(
         metadata: ObjectMeta {
             name: Some(pod_name.clone()),
             namespace: Some(ns.clone()),
-            labels: spec.template.metadata.as_ref().and_then(|meta| meta.labels.clone()),
+            labels: spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|meta| meta.labels.clone()),
             ..ObjectMeta::default()
         },
         spec: spec.template.spec.clone(),
@@ -166,10 +179,12 @@ async fn run_statefulset(
             ..PodStatus::default()
         }),
     };
-    match existing {
-        None => pods.create(&PostParams::default(), &pod).await.map(drop),
-        Some(_) => pods.replace(&pod_name, &PostParams::default(), &pod).await.map(drop),
+    if existing.is_some() {
+        // A new pod rather than a status update: simpler than the status subresource, and
+        // what a restarted pod looks like anyway.
+        pods.delete(&pod_name, &DeleteParams::default()).await?;
     }
+    pods.create(&PostParams::default(), &pod).await.map(drop)
 }
 
 /// Starts the pod's PostgreSQL on this machine with the Secret's password; true once it
@@ -178,11 +193,15 @@ async fn run_locally(client: &Client, ns: &str, runtime: &LocalBackend, set: &St
     let Ok(name) = InstanceName::parse(&set.name_any()) else {
         return false;
     };
-    if let Ok(Readiness::Ready) = runtime.readiness(&name).await {
-        return true;
+    if let Ok(endpoint) = runtime.endpoint(&name).await {
+        // Started already: Ready once it accepts TCP connections (what pg_isready checks).
+        return accepts_connections(&endpoint).await;
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let Ok(Some(secret)) = secrets.get_opt(&manifests::secret_name(name.as_str())).await else {
+    let Ok(Some(secret)) = secrets
+        .get_opt(&manifests::secret_name(name.as_str()))
+        .await
+    else {
         return false;
     };
     let password = secret
@@ -217,8 +236,19 @@ async fn run_locally(client: &Client, ns: &str, runtime: &LocalBackend, set: &St
         dns_label: None,
     };
     if let Err(error) = runtime.deploy(&spec).await {
-        tracing::debug!(%error, instance = %name, "simulated pod failed to start");
-        return false;
+        tracing::warn!(%error, instance = %name, "simulated pod failed to start");
     }
-    matches!(runtime.readiness(&name).await, Ok(Readiness::Ready))
+    false
+}
+
+async fn accepts_connections(endpoint: &Endpoint) -> bool {
+    let address = (endpoint.host.as_str(), endpoint.port);
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }

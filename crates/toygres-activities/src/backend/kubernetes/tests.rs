@@ -15,7 +15,10 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const NS: &str = "toygres";
 
-fn spec(name: &str, expose: Expose) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
+fn spec(
+    name: &str,
+    expose: Expose,
+) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
     Ok(DeploySpec {
         name: InstanceName::parse(name)?,
         uid: "ins_first".into(),
@@ -56,25 +59,40 @@ async fn names<K: Managed>(client: &Client, selector: &str) -> Result<Vec<String
 
 #[test]
 fn statefulset_reads_the_password_from_the_secret_and_runs_unprivileged() -> TestResult {
-    let rendered = manifests::render(&spec("orders-db", Expose::Internal)?, &KubernetesConfig::default())?;
+    let rendered = manifests::render(
+        &spec("orders-db", Expose::Internal)?,
+        &KubernetesConfig::default(),
+    )?;
     let set = rendered.statefulset;
-    assert_eq!(set.metadata.labels, Some(labels::owned("orders-db", "ins_first")));
+    assert_eq!(
+        set.metadata.labels,
+        Some(labels::owned("orders-db", "ins_first"))
+    );
     let set_spec = set.spec.ok_or("spec")?;
     let pod = set_spec.template.spec.ok_or("pod spec")?;
     let security = pod.security_context.ok_or("securityContext")?;
-    assert_eq!((security.run_as_user, security.fs_group), (Some(999), Some(999)));
+    assert_eq!(
+        (security.run_as_user, security.fs_group),
+        (Some(999), Some(999))
+    );
     assert_eq!(security.run_as_non_root, Some(true));
     let container = &pod.containers[0];
     assert_eq!(container.image.as_deref(), Some("postgres:16"));
     let env = container.env.as_ref().ok_or("env")?;
-    let password = env.iter().find(|v| v.name == "POSTGRES_PASSWORD").ok_or("password var")?;
+    let password = env
+        .iter()
+        .find(|v| v.name == "POSTGRES_PASSWORD")
+        .ok_or("password var")?;
     assert_eq!(password.value, None, "never a literal");
     let reference = password
         .value_from
         .as_ref()
         .and_then(|from| from.secret_key_ref.as_ref())
         .ok_or("secretKeyRef")?;
-    assert_eq!((reference.name.as_str(), reference.key.as_str()), ("orders-db-credentials", "password"));
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("orders-db-credentials", "password")
+    );
     for probe in [&container.readiness_probe, &container.liveness_probe] {
         let command = probe
             .as_ref()
@@ -86,9 +104,15 @@ fn statefulset_reads_the_password_from_the_secret_and_runs_unprivileged() -> Tes
     let resources = container.resources.as_ref().ok_or("resources")?;
     let limits = resources.limits.as_ref().ok_or("limits")?;
     assert_eq!(limits["memory"].0, "1Gi");
-    assert_eq!(resources.requests.as_ref().ok_or("requests")?["cpu"].0, "250m");
+    assert_eq!(
+        resources.requests.as_ref().ok_or("requests")?["cpu"].0,
+        "250m"
+    );
     let claim = &set_spec.volume_claim_templates.ok_or("claims")?[0];
-    assert_eq!(claim.metadata.labels, Some(labels::owned("orders-db", "ins_first")));
+    assert_eq!(
+        claim.metadata.labels,
+        Some(labels::owned("orders-db", "ins_first"))
+    );
     let storage = claim
         .spec
         .as_ref()
@@ -96,7 +120,10 @@ fn statefulset_reads_the_password_from_the_secret_and_runs_unprivileged() -> Tes
         .and_then(|r| r.requests.as_ref())
         .ok_or("storage")?;
     assert_eq!(storage["storage"].0, "3Gi");
-    assert_eq!(set_spec.selector.match_labels, Some(labels::selector("orders-db")));
+    assert_eq!(
+        set_spec.selector.match_labels,
+        Some(labels::selector("orders-db"))
+    );
     Ok(())
 }
 
@@ -104,17 +131,33 @@ fn statefulset_reads_the_password_from_the_secret_and_runs_unprivileged() -> Tes
 fn service_type_and_annotation_follow_expose() -> TestResult {
     let config = KubernetesConfig::default();
     let public = manifests::render(&spec("orders-db", Expose::Public)?, &config)?.service;
-    assert_eq!(public.spec.as_ref().and_then(|s| s.type_.as_deref()), Some("LoadBalancer"));
     assert_eq!(
-        public.metadata.annotations.as_ref().and_then(|a| a.get(&config.dns_label_annotation)),
+        public.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("LoadBalancer")
+    );
+    assert_eq!(
+        public
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&config.dns_label_annotation)),
         Some(&"orders".to_string())
     );
     let internal = manifests::render(&spec("orders-db", Expose::Internal)?, &config)?.service;
-    assert_eq!(internal.spec.as_ref().and_then(|s| s.type_.as_deref()), Some("ClusterIP"));
+    assert_eq!(
+        internal.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("ClusterIP")
+    );
     assert_eq!(internal.metadata.annotations, None);
     let mut unlabelled = spec("orders-db", Expose::Public)?;
     unlabelled.dns_label = None;
-    assert_eq!(manifests::render(&unlabelled, &config)?.service.metadata.annotations, None);
+    assert_eq!(
+        manifests::render(&unlabelled, &config)?
+            .service
+            .metadata
+            .annotations,
+        None
+    );
     Ok(())
 }
 
@@ -133,7 +176,12 @@ fn hostile_values_stay_values() -> TestResult {
     let data = rendered.secret.string_data.clone().ok_or("stringData")?;
     assert_eq!(data.len(), 1);
     assert_eq!(data["password"], hostile);
-    let annotations = rendered.service.metadata.annotations.clone().ok_or("annotations")?;
+    let annotations = rendered
+        .service
+        .metadata
+        .annotations
+        .clone()
+        .ok_or("annotations")?;
     assert_eq!(annotations.len(), 1);
     assert_eq!(annotations[&config.dns_label_annotation], hostile);
     // ...and survive a YAML round trip unchanged: they never became structure.
@@ -158,8 +206,14 @@ async fn deploy_creates_labelled_objects_then_adopts_them() -> TestResult {
     let spec = spec("orders-db", Expose::Public)?;
     assert_eq!(backend.deploy(&spec).await?, DeployOutcome::Created);
     let selector = "app.kubernetes.io/managed-by=toygres,toygres.io/instance=orders-db,toygres.io/uid=ins_first";
-    assert_eq!(names::<Secret>(&client, selector).await?, ["orders-db-credentials"]);
-    assert_eq!(names::<StatefulSet>(&client, selector).await?, ["orders-db"]);
+    assert_eq!(
+        names::<Secret>(&client, selector).await?,
+        ["orders-db-credentials"]
+    );
+    assert_eq!(
+        names::<StatefulSet>(&client, selector).await?,
+        ["orders-db"]
+    );
     assert_eq!(names::<Service>(&client, selector).await?, ["orders-db"]);
     assert_eq!(backend.deploy(&spec).await?, DeployOutcome::Adopted);
     assert_eq!(backend.list_owned().await?, [spec.name.clone()]);
@@ -175,7 +229,10 @@ async fn a_foreign_object_with_the_name_is_a_permanent_failure() -> TestResult {
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort { port: 80, ..ServicePort::default() }]),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..ServicePort::default()
+            }]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -189,12 +246,19 @@ async fn a_foreign_object_with_the_name_is_a_permanent_failure() -> TestResult {
         .ok_or("deploy over a foreign Service succeeded")?;
     assert!(matches!(error, BackendError::Permanent(_)), "{error:?}");
     assert!(!error.is_retryable());
-    assert!(error.to_string().contains("not managed by Toygres"), "{error}");
+    assert!(
+        error.to_string().contains("not managed by Toygres"),
+        "{error}"
+    );
     // The foreign Service is untouched, and not reported as ours.
     let service: Api<Service> = Api::namespaced(client, NS);
     assert!(service.get("orders-db").await?.metadata.labels.is_none());
     let names = backend.list_owned().await?;
-    assert_eq!(names, [InstanceName::parse("orders-db")?], "the Secret and StatefulSet are ours");
+    assert_eq!(
+        names,
+        [InstanceName::parse("orders-db")?],
+        "the Secret and StatefulSet are ours"
+    );
     Ok(())
 }
 
@@ -204,8 +268,15 @@ async fn a_leftover_of_an_older_incarnation_is_replaced() -> TestResult {
     let backend = backend(client.clone());
     let old = spec("orders-db", Expose::Internal)?;
     backend.deploy(&old).await?;
-    let new = DeploySpec { uid: "ins_second".into(), ..old };
-    let error = backend.deploy(&new).await.err().ok_or("adopted an older incarnation")?;
+    let new = DeploySpec {
+        uid: "ins_second".into(),
+        ..old
+    };
+    let error = backend
+        .deploy(&new)
+        .await
+        .err()
+        .ok_or("adopted an older incarnation")?;
     assert!(error.is_retryable(), "{error:?}");
     // The retry (as the workflow does) moves on, until every object is the new one.
     for _ in 0..3 {
@@ -214,8 +285,14 @@ async fn a_leftover_of_an_older_incarnation_is_replaced() -> TestResult {
         }
     }
     let selector = "toygres.io/uid=ins_second";
-    assert_eq!(names::<Secret>(&client, selector).await?, ["orders-db-credentials"]);
-    assert_eq!(names::<StatefulSet>(&client, selector).await?, ["orders-db"]);
+    assert_eq!(
+        names::<Secret>(&client, selector).await?,
+        ["orders-db-credentials"]
+    );
+    assert_eq!(
+        names::<StatefulSet>(&client, selector).await?,
+        ["orders-db"]
+    );
     assert_eq!(names::<Service>(&client, selector).await?, ["orders-db"]);
     Ok(())
 }
@@ -229,7 +306,10 @@ async fn delete_removes_everything_and_tolerates_absence() -> TestResult {
     backend.deploy(&spec).await?;
     tick(&client, &simulation()).await?; // the PVC and the pod appear
     let instance = labels::instance_selector("orders-db");
-    assert_eq!(names::<PersistentVolumeClaim>(&client, &instance).await?, ["data-orders-db-0"]);
+    assert_eq!(
+        names::<PersistentVolumeClaim>(&client, &instance).await?,
+        ["data-orders-db-0"]
+    );
     backend.delete(&spec.name).await?;
     backend.delete(&spec.name).await?;
     for kind in [
@@ -250,16 +330,25 @@ async fn retained_volumes_survive_a_delete() -> TestResult {
     let client = fake().await?;
     let backend = KubernetesBackend::new(
         client.clone(),
-        KubernetesConfig { retain_volumes: true, ..KubernetesConfig::default() },
+        KubernetesConfig {
+            retain_volumes: true,
+            ..KubernetesConfig::default()
+        },
     );
     let spec = spec("orders-db", Expose::Internal)?;
     backend.deploy(&spec).await?;
     tick(&client, &simulation()).await?;
     backend.delete(&spec.name).await?;
     let instance = labels::instance_selector("orders-db");
-    assert_eq!(names::<PersistentVolumeClaim>(&client, &instance).await?, ["data-orders-db-0"]);
+    assert_eq!(
+        names::<PersistentVolumeClaim>(&client, &instance).await?,
+        ["data-orders-db-0"]
+    );
     assert!(names::<StatefulSet>(&client, &instance).await?.is_empty());
-    assert!(backend.list_owned().await?.is_empty(), "a retained volume is not an orphan");
+    assert!(
+        backend.list_owned().await?.is_empty(),
+        "a retained volume is not an orphan"
+    );
     Ok(())
 }
 
@@ -287,7 +376,10 @@ async fn the_sweep_removes_objects_found_only_by_label() -> TestResult {
     secrets.create(&PostParams::default(), &stray).await?;
     secrets.create(&PostParams::default(), &unrelated).await?;
     let backend = backend(client.clone());
-    assert_eq!(backend.list_owned().await?, [InstanceName::parse("orders-db")?]);
+    assert_eq!(
+        backend.list_owned().await?,
+        [InstanceName::parse("orders-db")?]
+    );
     backend.delete(&InstanceName::parse("orders-db")?).await?;
     assert!(secrets.get_opt("orders-db-renamed").await?.is_none());
     assert!(secrets.get_opt("someone-elses").await?.is_some());
@@ -303,13 +395,22 @@ async fn public_instances_are_ready_with_a_pod_and_a_load_balancer_address() -> 
     let spec = spec("orders-db", Expose::Public)?;
     assert_eq!(backend.readiness(&spec.name).await?, Readiness::Missing);
     backend.deploy(&spec).await?;
-    assert!(matches!(backend.readiness(&spec.name).await?, Readiness::NotReady(_)));
-    assert!(backend.endpoint(&spec.name).await.is_err(), "no address yet");
+    assert!(matches!(
+        backend.readiness(&spec.name).await?,
+        Readiness::NotReady(_)
+    ));
+    assert!(
+        backend.endpoint(&spec.name).await.is_err(),
+        "no address yet"
+    );
     tick(&client, &simulation()).await?;
     assert_eq!(backend.readiness(&spec.name).await?, Readiness::Ready);
     assert_eq!(
         backend.endpoint(&spec.name).await?,
-        Endpoint { host: "203.0.113.7".into(), port: 5432 }
+        Endpoint {
+            host: "203.0.113.7".into(),
+            port: 5432
+        }
     );
     Ok(())
 }
@@ -328,7 +429,10 @@ async fn internal_instances_are_reached_by_cluster_dns() -> TestResult {
     }
     assert_eq!(
         backend.endpoint(&spec.name).await?,
-        Endpoint { host: "orders-db.toygres.svc.cluster.local".into(), port: 5432 }
+        Endpoint {
+            host: "orders-db.toygres.svc.cluster.local".into(),
+            port: 5432
+        }
     );
     Ok(())
 }
@@ -336,9 +440,19 @@ async fn internal_instances_are_reached_by_cluster_dns() -> TestResult {
 #[tokio::test]
 async fn unsupported_versions_are_refused_before_any_call() -> TestResult {
     let backend = backend(fake().await?);
-    let spec = DeploySpec { postgres_version: "9".into(), ..spec("orders-db", Expose::Internal)? };
-    let error = backend.deploy(&spec).await.err().ok_or("deployed version 9")?;
-    assert!(matches!(error, BackendError::UnsupportedVersion { .. }), "{error:?}");
+    let spec = DeploySpec {
+        postgres_version: "9".into(),
+        ..spec("orders-db", Expose::Internal)?
+    };
+    let error = backend
+        .deploy(&spec)
+        .await
+        .err()
+        .ok_or("deployed version 9")?;
+    assert!(
+        matches!(error, BackendError::UnsupportedVersion { .. }),
+        "{error:?}"
+    );
     assert!(backend.list_owned().await?.is_empty());
     Ok(())
 }
@@ -362,17 +476,27 @@ fn failing_service_creates(failures: usize) -> (interceptor::Funcs, Arc<AtomicUs
 #[tokio::test]
 async fn a_500_on_the_service_is_retryable_and_a_retry_completes_the_deploy() -> TestResult {
     let (funcs, attempts) = failing_service_creates(2);
-    let client = ClientBuilder::new().with_interceptor_funcs(funcs).build().await?;
+    let client = ClientBuilder::new()
+        .with_interceptor_funcs(funcs)
+        .build()
+        .await?;
     let backend = backend(client.clone());
     let spec = spec("orders-db", Expose::Public)?;
     for _ in 0..2 {
-        let error = backend.deploy(&spec).await.err().ok_or("the 500 was not seen")?;
+        let error = backend
+            .deploy(&spec)
+            .await
+            .err()
+            .ok_or("the 500 was not seen")?;
         assert!(error.is_retryable(), "{error:?}");
     }
     // Earlier objects were adopted on the retries, not duplicated or refused.
     assert_eq!(backend.deploy(&spec).await?, DeployOutcome::Created);
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
-    assert_eq!(names::<Service>(&client, &labels::managed_selector()).await?, ["orders-db"]);
+    assert_eq!(
+        names::<Service>(&client, &labels::managed_selector()).await?,
+        ["orders-db"]
+    );
     Ok(())
 }
 
@@ -395,7 +519,12 @@ async fn a_deploy_sends_three_creates_in_order() -> TestResult {
             let path = request.uri().path().to_string();
             let body = request.into_body().collect_bytes().await?;
             let object: serde_json::Value = serde_json::from_slice(&body)?;
-            seen.push((method, path, object["kind"].as_str().unwrap_or_default().to_string(), object));
+            seen.push((
+                method,
+                path,
+                object["kind"].as_str().unwrap_or_default().to_string(),
+                object,
+            ));
             let mut response = Response::new(Body::from(body.to_vec()));
             *response.status_mut() = http::StatusCode::CREATED;
             respond.send_response(response);
@@ -403,21 +532,38 @@ async fn a_deploy_sends_three_creates_in_order() -> TestResult {
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(seen)
     });
     let backend = backend(client);
-    assert_eq!(backend.deploy(&spec("orders-db", Expose::Public)?).await?, DeployOutcome::Created);
+    assert_eq!(
+        backend.deploy(&spec("orders-db", Expose::Public)?).await?,
+        DeployOutcome::Created
+    );
     let seen = server.await??;
-    let summary: Vec<(Method, &str, &str)> =
-        seen.iter().map(|(m, p, k, _)| (m.clone(), p.as_str(), k.as_str())).collect();
+    let summary: Vec<(Method, &str, &str)> = seen
+        .iter()
+        .map(|(m, p, k, _)| (m.clone(), p.as_str(), k.as_str()))
+        .collect();
     assert_eq!(
         summary,
         [
             (Method::POST, "/api/v1/namespaces/toygres/secrets", "Secret"),
-            (Method::POST, "/apis/apps/v1/namespaces/toygres/statefulsets", "StatefulSet"),
-            (Method::POST, "/api/v1/namespaces/toygres/services", "Service"),
+            (
+                Method::POST,
+                "/apis/apps/v1/namespaces/toygres/statefulsets",
+                "StatefulSet"
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/toygres/services",
+                "Service"
+            ),
         ]
     );
     // The password travels only in the Secret.
     for (_, _, kind, object) in &seen {
-        assert_eq!(object.to_string().contains("s3cret-password"), kind == "Secret", "{kind}");
+        assert_eq!(
+            object.to_string().contains("s3cret-password"),
+            kind == "Secret",
+            "{kind}"
+        );
     }
     Ok(())
 }
