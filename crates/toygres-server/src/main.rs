@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane: REST API, workflow runtime and (by default) an embedded database.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -45,7 +45,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match arguments.command {
         Command::Serve(config) => {
             init_logging(config.log_format);
-            runtime.block_on(toygres_server::server::serve(config))
+            runtime.block_on(toygres_server::server::serve(*config))
         }
         Command::Client(command) => return cli::run(&runtime, command),
     };

@@ -216,7 +216,10 @@ async fn deploy_creates_labelled_objects_then_adopts_them() -> TestResult {
     );
     assert_eq!(names::<Service>(&client, selector).await?, ["orders-db"]);
     assert_eq!(backend.deploy(&spec).await?, DeployOutcome::Adopted);
-    assert_eq!(backend.list_owned().await?, [spec.name.clone()]);
+    assert_eq!(
+        backend.list_owned().await?,
+        std::slice::from_ref(&spec.name)
+    );
     Ok(())
 }
 
