@@ -245,4 +245,45 @@ mod tests {
         assert!(parse_port_range("x-5").is_err());
         assert!(parse_port_range("15432").is_err());
     }
+
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<KubernetesConfig, clap::Error> {
+        use clap::Parser as _;
+        let wrapper =
+            Wrapper::try_parse_from(std::iter::once("toygres").chain(args.iter().copied()))?;
+        Ok(wrapper.serve.kubernetes())
+    }
+
+    #[test]
+    fn kubernetes_settings_default_to_the_backend_defaults() -> Result<(), clap::Error> {
+        // Only meaningful without the variables set (as in CI); flags below override them anyway.
+        if std::env::vars().any(|(key, _)| key.starts_with("TOYGRES_K8S_")) {
+            return Ok(());
+        }
+        assert_eq!(parse(&[])?, KubernetesConfig::default());
+        Ok(())
+    }
+
+    #[test]
+    fn kubernetes_settings_from_flags() -> Result<(), clap::Error> {
+        let config = parse(&[
+            "--k8s-namespace=dbs",
+            "--k8s-versions=16, 17",
+            "--k8s-retain-volumes=true",
+            "--k8s-memory-limit=2Gi",
+            "--k8s-storage-class=managed-csi",
+        ])?;
+        assert_eq!(config.namespace, "dbs");
+        assert_eq!(config.versions, ["16", "17"]);
+        assert!(config.retain_volumes);
+        assert_eq!(config.resources.memory_limit, "2Gi");
+        assert_eq!(config.storage_class.as_deref(), Some("managed-csi"));
+        assert!(parse(&["--k8s-service-port=0"]).is_err());
+        Ok(())
+    }
 }
