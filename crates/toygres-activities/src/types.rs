@@ -1,7 +1,7 @@
 //! Inputs and outputs of the activities. Passwords only ever appear sealed.
 
 use crate::error::ActivityError;
-use crate::model::InstanceState;
+use crate::model::{Expose, InstanceState};
 use crate::seal::SealedSecret;
 use crate::validation::InstanceName;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,17 @@ pub struct DeployInput {
     pub storage_gb: u32,
     /// The sealed superuser password.
     pub sealed_password: SealedSecret,
+    /// How clients reach the instance (absent in inputs recorded before it existed: internal).
+    #[serde(default = "internal")]
+    pub expose: Expose,
+    /// The DNS label a public instance asks for.
+    #[serde(default)]
+    pub dns_label: Option<String>,
+}
+
+/// The exposure of inputs recorded before the field existed.
+pub fn internal() -> Expose {
+    Expose::Internal
 }
 
 /// Output of `deploy-postgres`.

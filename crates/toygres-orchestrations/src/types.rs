@@ -1,6 +1,7 @@
 //! Inputs, outputs and the progress custom status of the workflows.
 
 use serde::{Deserialize, Serialize};
+use toygres_activities::model::Expose;
 use toygres_activities::seal::SealedSecret;
 use toygres_activities::validation::InstanceName;
 
@@ -133,6 +134,12 @@ pub struct CreateInstanceInput {
     pub database: String,
     /// The sealed superuser password.
     pub sealed_password: SealedSecret,
+    /// How clients reach the instance (absent in inputs recorded before it existed: internal).
+    #[serde(default = "toygres_activities::types::internal")]
+    pub expose: Expose,
+    /// The DNS label a public instance asks for.
+    #[serde(default)]
+    pub dns_label: Option<String>,
     /// Deadlines and retry budgets.
     pub limits: CreateLimits,
     /// How the instance is watched once running.

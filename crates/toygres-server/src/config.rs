@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+use toygres_activities::backend::kubernetes::{KubernetesConfig, Resources};
 
 /// Which backend instances run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
     /// One `postgres` process per instance on this machine.
     Local,
+    /// One StatefulSet per instance in a Kubernetes namespace.
+    Kubernetes,
 }
 
 /// Log output format.
@@ -135,12 +138,89 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_DRIFT_GRACE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub drift_grace_secs: u64,
 
+    /// Kubernetes backend: the namespace instances live in.
+    #[arg(long, env = "TOYGRES_K8S_NAMESPACE", default_value = "toygres")]
+    pub k8s_namespace: String,
+
+    /// Kubernetes backend: the PostgreSQL image repository (the tag is the major version).
+    #[arg(long, env = "TOYGRES_K8S_IMAGE", default_value = "postgres")]
+    pub k8s_image: String,
+
+    /// Kubernetes backend: the major PostgreSQL versions offered, comma separated, oldest first.
+    #[arg(
+        long,
+        env = "TOYGRES_K8S_VERSIONS",
+        default_value = "14,15,16,17",
+        value_delimiter = ','
+    )]
+    pub k8s_versions: Vec<String>,
+
+    /// Kubernetes backend: keep an instance's PVC when it is deleted.
+    #[arg(long, env = "TOYGRES_K8S_RETAIN_VOLUMES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub k8s_retain_volumes: bool,
+
+    /// Kubernetes backend: the Service annotation carrying a public instance's DNS label.
+    #[arg(
+        long,
+        env = "TOYGRES_K8S_DNS_LABEL_ANNOTATION",
+        default_value = "service.beta.kubernetes.io/azure-dns-label-name"
+    )]
+    pub k8s_dns_label_annotation: String,
+
+    /// Kubernetes backend: the port of each instance's Service.
+    #[arg(long, env = "TOYGRES_K8S_SERVICE_PORT", default_value_t = 5432, value_parser = clap::value_parser!(u16).range(1..))]
+    pub k8s_service_port: u16,
+
+    /// Kubernetes backend: the storage class of data volumes; the cluster default when unset.
+    #[arg(long, env = "TOYGRES_K8S_STORAGE_CLASS")]
+    pub k8s_storage_class: Option<String>,
+
+    /// Kubernetes backend: CPU request of each instance.
+    #[arg(long, env = "TOYGRES_K8S_CPU_REQUEST", default_value = "250m")]
+    pub k8s_cpu_request: String,
+
+    /// Kubernetes backend: CPU limit of each instance.
+    #[arg(long, env = "TOYGRES_K8S_CPU_LIMIT", default_value = "1")]
+    pub k8s_cpu_limit: String,
+
+    /// Kubernetes backend: memory request of each instance.
+    #[arg(long, env = "TOYGRES_K8S_MEMORY_REQUEST", default_value = "256Mi")]
+    pub k8s_memory_request: String,
+
+    /// Kubernetes backend: memory limit of each instance.
+    #[arg(long, env = "TOYGRES_K8S_MEMORY_LIMIT", default_value = "1Gi")]
+    pub k8s_memory_limit: String,
+
     /// Log format.
     #[arg(long, env = "TOYGRES_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 }
 
 impl ServeConfig {
+    /// The Kubernetes backend's settings.
+    pub fn kubernetes(&self) -> KubernetesConfig {
+        KubernetesConfig {
+            namespace: self.k8s_namespace.clone(),
+            image: self.k8s_image.clone(),
+            versions: self
+                .k8s_versions
+                .iter()
+                .map(|version| version.trim().to_string())
+                .filter(|version| !version.is_empty())
+                .collect(),
+            retain_volumes: self.k8s_retain_volumes,
+            dns_label_annotation: self.k8s_dns_label_annotation.clone(),
+            service_port: self.k8s_service_port,
+            storage_class: self.k8s_storage_class.clone(),
+            resources: Resources {
+                cpu_request: self.k8s_cpu_request.clone(),
+                cpu_limit: self.k8s_cpu_limit.clone(),
+                memory_request: self.k8s_memory_request.clone(),
+                memory_limit: self.k8s_memory_limit.clone(),
+            },
+        }
+    }
+
     /// The poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(1))
@@ -217,5 +297,46 @@ mod tests {
             .unwrap_or_else(|e| match e {});
         assert_eq!(secret.expose(), "hunter2-hunter2-hunter2");
         assert_eq!(format!("{secret:?}"), "Secret(..)");
+    }
+
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<KubernetesConfig, clap::Error> {
+        use clap::Parser as _;
+        let wrapper =
+            Wrapper::try_parse_from(std::iter::once("toygres").chain(args.iter().copied()))?;
+        Ok(wrapper.serve.kubernetes())
+    }
+
+    #[test]
+    fn kubernetes_settings_default_to_the_backend_defaults() -> Result<(), clap::Error> {
+        // Only meaningful without the variables set (as in CI); flags below override them anyway.
+        if std::env::vars().any(|(key, _)| key.starts_with("TOYGRES_K8S_")) {
+            return Ok(());
+        }
+        assert_eq!(parse(&[])?, KubernetesConfig::default());
+        Ok(())
+    }
+
+    #[test]
+    fn kubernetes_settings_from_flags() -> Result<(), clap::Error> {
+        let config = parse(&[
+            "--k8s-namespace=dbs",
+            "--k8s-versions=16, 17",
+            "--k8s-retain-volumes=true",
+            "--k8s-memory-limit=2Gi",
+            "--k8s-storage-class=managed-csi",
+        ])?;
+        assert_eq!(config.namespace, "dbs");
+        assert_eq!(config.versions, ["16", "17"]);
+        assert!(config.retain_volumes);
+        assert_eq!(config.resources.memory_limit, "2Gi");
+        assert_eq!(config.storage_class.as_deref(), Some("managed-csi"));
+        assert!(parse(&["--k8s-service-port=0"]).is_err());
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane: REST API, workflow runtime and (by default) an embedded database.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Re-seal every stored instance password with a new key (the server must be stopped;
     /// see docs/security.md).
     RotateKey(RotateKeyArgs),
@@ -33,6 +33,8 @@ fn main() -> std::process::ExitCode {
     {
         eprintln!("toygres: ignoring .env: {error}");
     }
+    // kube's TLS needs a process-wide rustls provider: ring, installed once.
+    toygres_activities::backend::kubernetes::install_crypto_provider();
     let arguments = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -47,7 +49,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match arguments.command {
         Command::Serve(config) => {
             init_logging(config.log_format);
-            runtime.block_on(toygres_server::server::serve(config))
+            runtime.block_on(toygres_server::server::serve(*config))
         }
         Command::RotateKey(args) => {
             init_logging(LogFormat::Pretty);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toygres_activities::backend::Backend;
 use toygres_activities::backend::faulty::{FaultPlan, FaultyBackend};
+use toygres_activities::backend::kubernetes::KubernetesBackend;
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
 use toygres_activities::embedded::EmbeddedPostgres;
 use toygres_activities::metadata::MetadataStore;
@@ -98,6 +99,13 @@ async fn run_with_database(
                 }
             }
             Arc::new(local)
+        }
+        BackendKind::Kubernetes => {
+            let kubernetes = KubernetesBackend::connect(config.kubernetes())
+                .await
+                .context("connecting to the Kubernetes cluster (KUBECONFIG or in-cluster)")?;
+            tracing::info!(namespace = %config.k8s_namespace, "instances run on Kubernetes");
+            Arc::new(kubernetes)
         }
     };
     let faults = FaultPlan::parse(config.faults.as_deref().unwrap_or(""))?;

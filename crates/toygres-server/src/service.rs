@@ -308,6 +308,8 @@ impl ControlPlane {
                     user: instance.username.clone(),
                     database: instance.database_name.clone(),
                     sealed_password: SealedSecret::from_stored(instance.sealed_password.clone()),
+                    expose: instance.expose,
+                    dns_label: instance.dns_label.clone(),
                     limits: self.create_limits.clone(),
                     health: self.health.clone(),
                 };

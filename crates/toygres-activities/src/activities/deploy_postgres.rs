@@ -24,6 +24,8 @@ pub async fn run(
         postgres_version: input.postgres_version,
         storage_gb: input.storage_gb,
         password,
+        expose: input.expose,
+        dns_label: input.dns_label,
     };
     let outcome = deps
         .backend

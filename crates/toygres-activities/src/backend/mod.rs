@@ -2,8 +2,10 @@
 //! `postgres` process per instance on this machine.
 
 pub mod faulty;
+pub mod kubernetes;
 pub mod local;
 
+use crate::model::Expose;
 use crate::validation::InstanceName;
 use async_trait::async_trait;
 
@@ -21,6 +23,10 @@ pub struct DeploySpec {
     pub storage_gb: u32,
     /// The superuser password, in memory only.
     pub password: String,
+    /// How clients reach the instance (the local backend serves loopback either way).
+    pub expose: Expose,
+    /// The DNS label a public instance asks for, where the backend supports one.
+    pub dns_label: Option<String>,
 }
 
 impl std::fmt::Debug for DeploySpec {
@@ -30,6 +36,8 @@ impl std::fmt::Debug for DeploySpec {
             .field("uid", &self.uid)
             .field("postgres_version", &self.postgres_version)
             .field("storage_gb", &self.storage_gb)
+            .field("expose", &self.expose)
+            .field("dns_label", &self.dns_label)
             .finish_non_exhaustive()
     }
 }

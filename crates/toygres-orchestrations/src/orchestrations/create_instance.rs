@@ -98,6 +98,8 @@ async fn provision(
         postgres_version: input.postgres_version.clone(),
         storage_gb: input.storage_gb,
         sealed_password: input.sealed_password.clone(),
+        expose: input.expose,
+        dns_label: input.dns_label.clone(),
     };
     let deploy_limit = Duration::from_millis(limits.deploy_timeout_ms);
     let policy = StepPolicy::retried(limits.step_attempts, deploy_limit);

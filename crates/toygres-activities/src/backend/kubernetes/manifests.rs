@@ -1,0 +1,237 @@
+//! Renders an instance's Secret, StatefulSet and Service from `templates/*.yaml`.
+//!
+//! Each template is parsed into a typed object first; user input (the name, the password, the
+//! DNS label) is then assigned to string fields of that object. Nothing a user sends is ever
+//! pasted into YAML text, so it cannot become structure.
+
+use super::config::KubernetesConfig;
+use super::labels;
+use crate::backend::DeploySpec;
+use crate::model::Expose;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaim, ResourceRequirements, Secret, Service,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+const SECRET_TEMPLATE: &str = include_str!("../../../../../templates/secret.yaml");
+const STATEFULSET_TEMPLATE: &str = include_str!("../../../../../templates/statefulset.yaml");
+const SERVICE_TEMPLATE: &str = include_str!("../../../../../templates/service.yaml");
+
+/// The key of the password in the instance's Secret.
+pub const PASSWORD_KEY: &str = "password";
+/// The name of the PostgreSQL container and of its port.
+pub const POSTGRES: &str = "postgres";
+/// The name of the data volume claim template (PVC `data-<name>-0`).
+pub const DATA_VOLUME: &str = "data";
+
+/// A template that does not fit the object it renders.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The template is not valid YAML for its kind.
+    #[error("template {template}: {message}")]
+    Template {
+        /// Which template.
+        template: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The three objects of one instance.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    /// The password.
+    pub secret: Secret,
+    /// PostgreSQL and its volume.
+    pub statefulset: StatefulSet,
+    /// How clients reach it.
+    pub service: Service,
+}
+
+/// The name of an instance's Secret.
+pub fn secret_name(instance: &str) -> String {
+    format!("{instance}-credentials")
+}
+
+/// The name of the PVC the StatefulSet creates for the instance's only pod.
+pub fn pvc_name(instance: &str) -> String {
+    format!("{DATA_VOLUME}-{instance}-0")
+}
+
+/// The name of the instance's only pod.
+pub fn pod_name(instance: &str) -> String {
+    format!("{instance}-0")
+}
+
+/// Renders the objects of `spec` with the settings of `config`.
+pub fn render(spec: &DeploySpec, config: &KubernetesConfig) -> Result<Manifests, ManifestError> {
+    Ok(Manifests {
+        secret: render_secret(spec, config)?,
+        statefulset: render_statefulset(spec, config)?,
+        service: render_service(spec, config)?,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    template: &'static str,
+    text: &str,
+) -> Result<T, ManifestError> {
+    serde_saphyr::from_str(text).map_err(|error| ManifestError::Template {
+        template,
+        message: error.to_string(),
+    })
+}
+
+fn missing(template: &'static str, what: &str) -> ManifestError {
+    ManifestError::Template {
+        template,
+        message: format!("{what} is missing"),
+    }
+}
+
+fn metadata(name: String, spec: &DeploySpec, config: &KubernetesConfig) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(labels::owned(spec.name.as_str(), &spec.uid)),
+        ..ObjectMeta::default()
+    }
+}
+
+fn render_secret(spec: &DeploySpec, config: &KubernetesConfig) -> Result<Secret, ManifestError> {
+    let mut secret: Secret = parse("secret.yaml", SECRET_TEMPLATE)?;
+    secret.metadata = metadata(secret_name(spec.name.as_str()), spec, config);
+    secret.string_data = Some(BTreeMap::from([(
+        PASSWORD_KEY.to_string(),
+        spec.password.clone(),
+    )]));
+    Ok(secret)
+}
+
+fn render_statefulset(
+    spec: &DeploySpec,
+    config: &KubernetesConfig,
+) -> Result<StatefulSet, ManifestError> {
+    const T: &str = "statefulset.yaml";
+    let name = spec.name.as_str();
+    let mut set: StatefulSet = parse(T, STATEFULSET_TEMPLATE)?;
+    set.metadata = metadata(name.to_string(), spec, config);
+    let set_spec = set.spec.as_mut().ok_or_else(|| missing(T, "spec"))?;
+    set_spec.service_name = Some(name.to_string());
+    set_spec.selector.match_labels = Some(labels::selector(name));
+
+    let pod_meta = set_spec
+        .template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default);
+    pod_meta.labels = Some(labels::owned(name, &spec.uid));
+    let pod = set_spec
+        .template
+        .spec
+        .as_mut()
+        .ok_or_else(|| missing(T, "spec.template.spec"))?;
+    let container = pod
+        .containers
+        .iter_mut()
+        .find(|container| container.name == POSTGRES)
+        .ok_or_else(|| missing(T, "the postgres container"))?;
+    container.image = Some(format!("{}:{}", config.image, spec.postgres_version));
+    container.resources = Some(resources(config));
+    point_password_at_secret(container, &secret_name(name))
+        .ok_or_else(|| missing(T, "POSTGRES_PASSWORD's secretKeyRef"))?;
+
+    let claims = set_spec
+        .volume_claim_templates
+        .as_mut()
+        .ok_or_else(|| missing(T, "volumeClaimTemplates"))?;
+    let claim: &mut PersistentVolumeClaim = claims
+        .iter_mut()
+        .find(|claim| claim.metadata.name.as_deref() == Some(DATA_VOLUME))
+        .ok_or_else(|| missing(T, "the data volume claim template"))?;
+    claim.metadata.labels = Some(labels::owned(name, &spec.uid));
+    let claim_spec = claim
+        .spec
+        .as_mut()
+        .ok_or_else(|| missing(T, "the data claim's spec"))?;
+    claim_spec.storage_class_name = config.storage_class.clone();
+    claim_spec
+        .resources
+        .get_or_insert_with(Default::default)
+        .requests = Some(BTreeMap::from([(
+        "storage".to_string(),
+        Quantity(format!("{}Gi", spec.storage_gb.max(1))),
+    )]));
+    Ok(set)
+}
+
+/// Sets the Secret name of the `POSTGRES_PASSWORD` variable's `secretKeyRef`; `None` when the
+/// template has no such reference (a literal value is never used).
+fn point_password_at_secret(container: &mut Container, secret: &str) -> Option<()> {
+    let variable = container
+        .env
+        .as_mut()?
+        .iter_mut()
+        .find(|variable| variable.name == "POSTGRES_PASSWORD")?;
+    if variable.value.is_some() {
+        return None;
+    }
+    let reference = variable.value_from.as_mut()?.secret_key_ref.as_mut()?;
+    reference.name = secret.to_string();
+    reference.key = PASSWORD_KEY.to_string();
+    Some(())
+}
+
+fn resources(config: &KubernetesConfig) -> ResourceRequirements {
+    let pair = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(pair(
+            &config.resources.cpu_request,
+            &config.resources.memory_request,
+        )),
+        limits: Some(pair(
+            &config.resources.cpu_limit,
+            &config.resources.memory_limit,
+        )),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn render_service(spec: &DeploySpec, config: &KubernetesConfig) -> Result<Service, ManifestError> {
+    const T: &str = "service.yaml";
+    let name = spec.name.as_str();
+    let mut service: Service = parse(T, SERVICE_TEMPLATE)?;
+    service.metadata = metadata(name.to_string(), spec, config);
+    let service_spec = service.spec.as_mut().ok_or_else(|| missing(T, "spec"))?;
+    service_spec.selector = Some(labels::selector(name));
+    let port = service_spec
+        .ports
+        .as_mut()
+        .and_then(|ports| {
+            ports
+                .iter_mut()
+                .find(|port| port.name.as_deref() == Some(POSTGRES))
+        })
+        .ok_or_else(|| missing(T, "the postgres port"))?;
+    port.port = i32::from(config.service_port);
+    match spec.expose {
+        Expose::Public => {
+            service_spec.type_ = Some("LoadBalancer".into());
+            if let Some(label) = &spec.dns_label {
+                service.metadata.annotations = Some(BTreeMap::from([(
+                    config.dns_label_annotation.clone(),
+                    label.clone(),
+                )]));
+            }
+        }
+        Expose::Internal => service_spec.type_ = Some("ClusterIP".into()),
+    }
+    Ok(service)
+}
