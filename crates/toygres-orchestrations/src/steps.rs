@@ -9,6 +9,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toygres_activities::error::{ActivityError, ErrorCode};
+use toygres_activities::types::StartOperationInput;
+use toygres_activities::validation::InstanceName;
 
 /// How a step is run.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +22,11 @@ pub(crate) struct StepPolicy {
 }
 
 impl StepPolicy {
+    /// The policy of a metadata step: 10 attempts of at most 30 s each.
+    pub fn metadata() -> Self {
+        Self::retried(10, Duration::from_secs(30))
+    }
+
     /// `attempts` attempts, each with a deadline.
     pub fn retried(attempts: u32, timeout: Duration) -> Self {
         Self {
@@ -33,6 +40,76 @@ impl StepPolicy {
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)))
         .min(Duration::from_secs(8))
+}
+
+/// A failed step and why.
+pub(crate) struct StepFailure {
+    /// The step that failed.
+    pub step: &'static str,
+    /// Why.
+    pub error: ActivityError,
+}
+
+impl StepFailure {
+    /// Turns an error of `step` into a failure (for `map_err`).
+    pub fn at(step: &'static str) -> impl Fn(ActivityError) -> StepFailure {
+        move |error| StepFailure { step, error }
+    }
+}
+
+/// Marks an operation running (`start-operation`). Fails with `canceled` when it had already
+/// finished, e.g. a delete canceled it before its workflow got to run.
+pub(crate) async fn start_operation(
+    ctx: &OrchestrationContext,
+    operation_id: &str,
+    name: &InstanceName,
+) -> Result<(), ActivityError> {
+    let start = StartOperationInput {
+        operation_id: operation_id.to_string(),
+        name: name.clone(),
+    };
+    let proceed: bool = call(
+        ctx,
+        toygres_activities::activities::start_operation::NAME,
+        &start,
+        StepPolicy::metadata(),
+    )
+    .await?;
+    if proceed {
+        return Ok(());
+    }
+    ctx.trace_info(format!(
+        "operation {operation_id} already finished; nothing to do"
+    ));
+    Err(ActivityError::permanent(
+        ErrorCode::Canceled,
+        "the operation finished before it started",
+    ))
+}
+
+/// Runs the steps of an operation under its overall deadline; past it, the failure names the
+/// step `tracker` is in.
+pub(crate) async fn within_operation<T>(
+    ctx: &OrchestrationContext,
+    tracker: &Tracker,
+    limit: Duration,
+    what: &str,
+    steps: impl Future<Output = Result<T, StepFailure>>,
+) -> Result<T, StepFailure> {
+    match ctx.select2(steps, ctx.schedule_timer(limit)).await {
+        Either2::First(outcome) => outcome,
+        Either2::Second(()) => Err(StepFailure {
+            step: tracker.current(),
+            error: ActivityError::permanent(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "the {what} did not finish within {} s (in step {})",
+                    limit.as_secs(),
+                    tracker.current()
+                ),
+            ),
+        }),
+    }
 }
 
 /// Publishes progress and remembers the step running now, so that an operation deadline can

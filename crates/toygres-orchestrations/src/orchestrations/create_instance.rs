@@ -6,75 +6,41 @@
 //! step that was running, and ends failed.
 
 use crate::names;
-use crate::steps::{StepPolicy, Tracker, call, within};
+use crate::steps::{
+    StepFailure, StepPolicy, Tracker, call, start_operation, within, within_operation,
+};
 use crate::types::{
     CREATE_STEPS, CreateInstanceInput, CreateInstanceOutput, MonitorInstanceInput, monitor_id_for,
 };
-use duroxide::{Either2, OrchestrationContext};
+use duroxide::OrchestrationContext;
 use std::time::Duration;
 use toygres_activities::activities::{
     complete_create, delete_postgres, deploy_postgres, fail_operation, get_connection_strings,
-    start_operation, test_connection, wait_for_ready,
+    test_connection, wait_for_ready,
 };
-use toygres_activities::error::{ActivityError, ErrorCode};
+use toygres_activities::error::ActivityError;
 use toygres_activities::types::*;
 
 /// How long one wait-for-ready call waits before the workflow decides.
 const READY_POLL_MS: u64 = 2_000;
 /// The durable pause between wait-for-ready calls.
 const READY_PAUSE: Duration = Duration::from_millis(200);
-/// Deadline of one metadata attempt.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts of a metadata step.
-const METADATA_ATTEMPTS: u32 = 10;
-
-/// A failed step and why.
-struct StepFailure {
-    step: &'static str,
-    error: ActivityError,
-}
-
 /// Runs the create workflow.
 pub async fn run(
     ctx: OrchestrationContext,
     input: CreateInstanceInput,
 ) -> Result<CreateInstanceOutput, String> {
-    let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
-    let start = StartOperationInput {
-        operation_id: input.operation_id.clone(),
-        name: input.name.clone(),
-    };
-    let proceed: bool = call(&ctx, start_operation::NAME, &start, metadata).await?;
-    if !proceed {
-        ctx.trace_info(format!(
-            "operation {} already finished; nothing to do",
-            input.operation_id
-        ));
-        return Err(ActivityError::permanent(
-            ErrorCode::Canceled,
-            "the operation was canceled before it started",
-        )
-        .into());
-    }
+    start_operation(&ctx, &input.operation_id, &input.name).await?;
     let tracker = Tracker::new(&ctx, CREATE_STEPS.len() as u32);
     let limit = Duration::from_millis(input.limits.operation_timeout_ms);
-    let outcome = match ctx
-        .select2(provision(&ctx, &input, &tracker), ctx.schedule_timer(limit))
-        .await
-    {
-        Either2::First(outcome) => outcome,
-        Either2::Second(()) => Err(StepFailure {
-            step: tracker.current(),
-            error: ActivityError::permanent(
-                ErrorCode::DeadlineExceeded,
-                format!(
-                    "the create did not finish within {} s (in step {})",
-                    limit.as_secs(),
-                    tracker.current()
-                ),
-            ),
-        }),
-    };
+    let outcome = within_operation(
+        &ctx,
+        &tracker,
+        limit,
+        "create",
+        provision(&ctx, &input, &tracker),
+    )
+    .await;
     match outcome {
         Ok(output) => Ok(output),
         Err(failure) => Err(fail_and_clean_up(&ctx, &input, failure).await.into()),
@@ -89,7 +55,7 @@ async fn provision(
 ) -> Result<CreateInstanceOutput, StepFailure> {
     let limits = &input.limits;
     let step_limit = Duration::from_millis(limits.step_timeout_ms);
-    let failed = |step: &'static str| move |error| StepFailure { step, error };
+    let failed = StepFailure::at;
 
     tracker.enter("deploy", 0);
     let deploy = DeployInput {
@@ -176,7 +142,7 @@ async fn provision(
         monitor_id: monitor_id.clone(),
         result: serde_json::json!({ "server_version": tested.server_version }),
     };
-    let policy = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
+    let policy = StepPolicy::metadata();
     let _: Applied = within(
         ctx,
         step_limit,
@@ -261,7 +227,7 @@ async fn fail_and_clean_up(
         error: failure.error.clone(),
         cleanup_note,
     };
-    let policy = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
+    let policy = StepPolicy::metadata();
     if let Err(error) = call::<_, ()>(ctx, fail_operation::NAME, &record, policy).await {
         ctx.trace_error(format!(
             "could not record the failure of {}: {error}",

@@ -5,60 +5,37 @@
 //! it still cannot finish it ends failed with the error and the step, and releases the instance
 //! (state `failed`), so a later delete (a new operation) can run again.
 
-use crate::steps::{StepPolicy, Tracker, call, within};
+use crate::steps::{
+    StepFailure, StepPolicy, Tracker, call, start_operation, within, within_operation,
+};
 use crate::types::{DELETE_STEPS, DeleteInstanceInput};
-use duroxide::{Either2, OrchestrationContext};
+use duroxide::OrchestrationContext;
 use std::time::Duration;
 use toygres_activities::activities::{
-    cancel_operation, complete_delete, delete_postgres, fail_operation, start_operation,
-    stop_monitor, transition_instance,
+    cancel_operation, complete_delete, delete_postgres, fail_operation, stop_monitor,
+    transition_instance,
 };
 use toygres_activities::error::{ActivityError, ErrorCode};
 use toygres_activities::model::InstanceState;
 use toygres_activities::types::*;
 
-/// Deadline of one metadata attempt.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts of a metadata step.
-const METADATA_ATTEMPTS: u32 = 10;
 /// How many times to ask another workflow to stop (each call waits up to 5 s) before going on.
 const STOP_ROUNDS: u32 = 12;
 
 /// Runs the delete workflow.
 pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Result<(), String> {
-    let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
-    let start = StartOperationInput {
-        operation_id: input.operation_id.clone(),
-        name: input.name.clone(),
-    };
-    let proceed: bool = call(&ctx, start_operation::NAME, &start, metadata).await?;
-    if !proceed {
-        return Err(ActivityError::permanent(
-            ErrorCode::Canceled,
-            "the operation finished before it started",
-        )
-        .into());
-    }
+    start_operation(&ctx, &input.operation_id, &input.name).await?;
     let tracker = Tracker::new(&ctx, DELETE_STEPS.len() as u32);
     let limit = Duration::from_millis(input.limits.operation_timeout_ms);
-    let outcome = match ctx
-        .select2(tear_down(&ctx, &input, &tracker), ctx.schedule_timer(limit))
-        .await
-    {
-        Either2::First(outcome) => outcome,
-        Either2::Second(()) => Err((
-            tracker.current(),
-            ActivityError::permanent(
-                ErrorCode::DeadlineExceeded,
-                format!(
-                    "the delete did not finish within {} s (in step {})",
-                    limit.as_secs(),
-                    tracker.current()
-                ),
-            ),
-        )),
-    };
-    if let Err((step, error)) = outcome {
+    let outcome = within_operation(
+        &ctx,
+        &tracker,
+        limit,
+        "delete",
+        tear_down(&ctx, &input, &tracker),
+    )
+    .await;
+    if let Err(StepFailure { step, error }) = outcome {
         let record = FailOperationInput {
             instance_id: input.instance_id,
             name: input.name.clone(),
@@ -68,7 +45,7 @@ pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Resul
             cleanup_note: String::new(),
         };
         if let Err(record_error) =
-            call::<_, ()>(&ctx, fail_operation::NAME, &record, metadata).await
+            call::<_, ()>(&ctx, fail_operation::NAME, &record, StepPolicy::metadata()).await
         {
             ctx.trace_error(format!(
                 "could not record the failure of {}: {record_error}",
@@ -84,8 +61,8 @@ async fn tear_down(
     ctx: &OrchestrationContext,
     input: &DeleteInstanceInput,
     tracker: &Tracker,
-) -> Result<(), (&'static str, ActivityError)> {
-    let metadata = StepPolicy::retried(METADATA_ATTEMPTS, METADATA_TIMEOUT);
+) -> Result<(), StepFailure> {
+    let metadata = StepPolicy::metadata();
     let step_limit = Duration::from_millis(input.limits.step_timeout_ms);
 
     if let Some(create) = &input.cancels_operation_id {
@@ -102,7 +79,7 @@ async fn tear_down(
                 .map(|output| output.stopped)
         })
         .await
-        .map_err(|error| ("cancel_create", error))?;
+        .map_err(StepFailure::at("cancel_create"))?;
         if !stopped {
             ctx.trace_warn(format!(
                 "create {create} did not stop in time; deleting anyway"
@@ -122,7 +99,7 @@ async fn tear_down(
             .map(|output| output.stopped)
     })
     .await
-    .map_err(|error| ("stop_monitor", error))?;
+    .map_err(StepFailure::at("stop_monitor"))?;
     if !stopped {
         // It stops by itself at its next check: the instance is no longer running.
         ctx.trace_warn(format!(
@@ -146,7 +123,7 @@ async fn tear_down(
         call(ctx, transition_instance::NAME, &deleting, metadata),
     )
     .await
-    .map_err(|error| ("mark_deleting", error))?;
+    .map_err(StepFailure::at("mark_deleting"))?;
 
     tracker.enter("delete_resources", 3);
     let delete = DeletePostgresInput {
@@ -161,7 +138,7 @@ async fn tear_down(
         call::<_, ()>(ctx, delete_postgres::NAME, &delete, policy),
     )
     .await
-    .map_err(|error| ("delete_resources", error))?;
+    .map_err(StepFailure::at("delete_resources"))?;
 
     tracker.enter("finalize", 4);
     let complete = CompleteDeleteInput {
@@ -176,7 +153,7 @@ async fn tear_down(
         call(ctx, complete_delete::NAME, &complete, metadata),
     )
     .await
-    .map_err(|error| ("finalize", error))?;
+    .map_err(StepFailure::at("finalize"))?;
     tracker.finish();
     Ok(())
 }
