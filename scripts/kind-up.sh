@@ -23,10 +23,23 @@ sed "s/namespace: toygres/namespace: $namespace/" "$root/deploy/rbac.yaml" | kub
 
 cat <<MSG
 kind cluster '$cluster' is up, namespace '$namespace' ready.
-Run the server against it (instances are ClusterIP unless created with expose=public; kind has
-no load balancer, so public instances stay not-ready unless you install one, e.g. cloud-provider-kind):
+Run the server against it. Instances are ClusterIP (internal) unless created with
+--expose public: the server reaches them through a port-forward (TOYGRES_K8S_CONNECT=auto), so
+their connection test and health checks work from this machine. kind has no load balancer, so
+public instances stay not-ready unless you install one (e.g. cloud-provider-kind).
 
-  KUBECONFIG=$kubeconfig TOYGRES_BACKEND=kubernetes TOYGRES_K8S_NAMESPACE=$namespace toygres serve
+  KUBECONFIG=$kubeconfig TOYGRES_BACKEND=kubernetes TOYGRES_K8S_NAMESPACE=$namespace \\
+      TOYGRES_K8S_VERSIONS=16,17 toygres serve
+
+Then, from another shell, the curl scripts (they talk to http://127.0.0.1:8080):
+
+  scripts/create-instance.sh orders-db > create.json
+  scripts/wait-operation.sh "\$(python3 -c 'import json; print(json.load(open("create.json"))["operation"]["id"])')"
+  scripts/get-instance.sh orders-db
+  scripts/delete-instance.sh orders-db
+
+Clients inside the cluster connect to orders-db.$namespace.svc.cluster.local:5432; from this
+machine: kubectl -n $namespace port-forward pod/orders-db-0 5432:5432.
 
 Opt-in backend test against it:
 

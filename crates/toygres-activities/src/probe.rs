@@ -1,10 +1,15 @@
-//! Connecting to an instance with its own credentials, as a user would.
+//! Connecting to an instance with its own credentials, as a user would, over the connection
+//! its backend opens ([`Backend::dial`]).
 
+use crate::backend::{Backend, Endpoint};
+use crate::validation::InstanceName;
 use std::time::Duration;
 
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub struct ConnectTarget {
+    /// The instance.
+    pub name: InstanceName,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -33,6 +38,9 @@ pub enum ProbeError {
     /// No answer within the timeout.
     #[error("no answer within {0} ms")]
     Timeout(u128),
+    /// No connection could be opened.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// Connecting or querying failed.
     #[error("{0}")]
     Postgres(String),
@@ -40,16 +48,21 @@ pub enum ProbeError {
 
 /// Connects (with `timeout` for connect and query together) and returns `SELECT version()`.
 pub async fn server_version(
+    backend: &dyn Backend,
     target: &ConnectTarget,
     timeout: Duration,
 ) -> Result<String, ProbeError> {
-    query_text(target, timeout, "SELECT version()").await
+    query_text(backend, target, timeout, "SELECT version()").await
 }
 
 /// Connects and runs `SELECT 1` (within `timeout` for both); returns how long it took.
-pub async fn select_one(target: &ConnectTarget, timeout: Duration) -> Result<Duration, ProbeError> {
+pub async fn select_one(
+    backend: &dyn Backend,
+    target: &ConnectTarget,
+    timeout: Duration,
+) -> Result<Duration, ProbeError> {
     let started = std::time::Instant::now();
-    let answer = query_text(target, timeout, "SELECT '1'").await?;
+    let answer = query_text(backend, target, timeout, "SELECT '1'").await?;
     if answer != "1" {
         return Err(ProbeError::Postgres(format!(
             "SELECT 1 answered {answer:?}"
@@ -60,22 +73,28 @@ pub async fn select_one(target: &ConnectTarget, timeout: Duration) -> Result<Dur
 
 /// Connects and returns the first column of the first row of `sql` (a text value).
 async fn query_text(
+    backend: &dyn Backend,
     target: &ConnectTarget,
     timeout: Duration,
     sql: &str,
 ) -> Result<String, ProbeError> {
     let attempt = async {
+        let endpoint = Endpoint {
+            host: target.host.clone(),
+            port: target.port,
+        };
+        let stream = backend
+            .dial(&target.name, &endpoint)
+            .await
+            .map_err(|error| ProbeError::Unreachable(error.to_string()))?;
         let mut config = tokio_postgres::Config::new();
         config
-            .host(&target.host)
-            .port(target.port)
             .user(&target.user)
             .dbname(&target.database)
             .password(target.password.as_bytes())
-            .application_name("toygres-probe")
-            .connect_timeout(timeout);
+            .application_name("toygres-probe");
         let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
+            .connect_raw(stream, tokio_postgres::NoTls)
             .await
             .map_err(describe)?;
         let driver = tokio::spawn(connection);
@@ -90,10 +109,20 @@ async fn query_text(
 }
 
 fn describe(error: tokio_postgres::Error) -> ProbeError {
-    // The database error carries the server's message (e.g. "password authentication failed").
-    let detail = error
-        .as_db_error()
-        .map(|db| db.message().to_string())
-        .unwrap_or_else(|| error.to_string());
+    // The database error carries the server's message (e.g. "password authentication failed");
+    // other errors say what went wrong in their sources ("error communicating with the
+    // server: connection refused").
+    if let Some(db) = error.as_db_error() {
+        return ProbeError::Postgres(db.message().to_string());
+    }
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !detail.contains(&cause_text) {
+            detail = format!("{detail}: {cause_text}");
+        }
+        source = cause.source();
+    }
     ProbeError::Postgres(detail)
 }

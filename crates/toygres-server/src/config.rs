@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
-use toygres_activities::backend::kubernetes::{KubernetesConfig, Resources};
+use toygres_activities::backend::kubernetes::{ConnectMode, KubernetesConfig, Resources};
 
 /// Which backend instances run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,6 +191,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_K8S_MEMORY_LIMIT", default_value = "1Gi")]
     pub k8s_memory_limit: String,
 
+    /// Kubernetes backend: how the server reaches internal instances for its connection tests
+    /// and health checks: `port-forward` (through the API server), `direct` (cluster DNS), or
+    /// `auto` (direct inside a cluster, port-forward outside one).
+    #[arg(long, env = "TOYGRES_K8S_CONNECT", default_value = "auto")]
+    pub k8s_connect: ConnectMode,
+
     /// Log format.
     #[arg(long, env = "TOYGRES_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -218,6 +224,7 @@ impl ServeConfig {
                 memory_request: self.k8s_memory_request.clone(),
                 memory_limit: self.k8s_memory_limit.clone(),
             },
+            connect: self.k8s_connect,
         }
     }
 
@@ -330,13 +337,16 @@ mod tests {
             "--k8s-retain-volumes=true",
             "--k8s-memory-limit=2Gi",
             "--k8s-storage-class=managed-csi",
+            "--k8s-connect=port-forward",
         ])?;
         assert_eq!(config.namespace, "dbs");
         assert_eq!(config.versions, ["16", "17"]);
         assert!(config.retain_volumes);
         assert_eq!(config.resources.memory_limit, "2Gi");
         assert_eq!(config.storage_class.as_deref(), Some("managed-csi"));
+        assert_eq!(config.connect, ConnectMode::PortForward);
         assert!(parse(&["--k8s-service-port=0"]).is_err());
+        assert!(parse(&["--k8s-connect=tunnel"]).is_err());
         Ok(())
     }
 }

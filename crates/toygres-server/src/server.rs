@@ -104,7 +104,11 @@ async fn run_with_database(
             let kubernetes = KubernetesBackend::connect(config.kubernetes())
                 .await
                 .context("connecting to the Kubernetes cluster (KUBECONFIG or in-cluster)")?;
-            tracing::info!(namespace = %config.k8s_namespace, "instances run on Kubernetes");
+            tracing::info!(
+                namespace = %config.k8s_namespace,
+                internal_instances_via = if kubernetes.tunnels_internal() { "port-forward" } else { "cluster DNS" },
+                "instances run on Kubernetes"
+            );
             Arc::new(kubernetes)
         }
     };

@@ -5,27 +5,43 @@
 //! password it reads from the instance's Secret, on the port the Service is configured with;
 //! the simulated cloud controller gives LoadBalancer Services the address 127.0.0.1. So the
 //! create's connection test really connects, with the password the workflow sealed, through
-//! the endpoint the backend read from the Service. (Internal instances resolve to cluster DNS
-//! names, which do not exist here: they are covered by the backend's unit tests.)
+//! the endpoint the backend read from the Service.
+//!
+//! Internal instances resolve to cluster DNS names, which a server outside the cluster cannot
+//! reach: it tunnels through the API server's pod port-forward instead. Those tests put a real
+//! HTTP API server in front of the fake ([`TestApiServer`]): it serves port-forwards to the
+//! simulated pods' PostgreSQL and records every call, which is checked against the Role in
+//! `deploy/rbac.yaml`. The last test runs the `toygres` binary itself against it through a
+//! kubeconfig.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+mod support;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams};
 use kube_fake_client::{ClientBuilder, interceptor};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use toygres_activities::backend::Backend;
+use toygres_activities::backend::kubernetes::apiserver::{Access, PortMap, TestApiServer};
 use toygres_activities::backend::kubernetes::simulator::{Simulation, Simulator};
-use toygres_activities::backend::kubernetes::{KubernetesBackend, KubernetesConfig, labels};
+use toygres_activities::backend::kubernetes::{
+    ConnectMode, KubernetesBackend, KubernetesConfig, labels, manifests,
+};
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
+use toygres_activities::backend::{Backend, DeployOutcome, DeploySpec};
 use toygres_activities::metadata::MetadataStore;
-use toygres_activities::model::{Expose, InstanceState, OperationStatus};
+use toygres_activities::model::{Expose, HealthStatus, InstanceState, OperationStatus};
+use toygres_activities::probe::{ConnectTarget, ProbeError, select_one};
 use toygres_activities::registry::ActivityDeps;
 use toygres_activities::seal::SecretKey;
 use toygres_activities::testkit;
 use toygres_activities::validation::InstanceName;
 use toygres_orchestrations::types::{CreateLimits, DeleteLimits, HealthSettings};
+use toygres_server::config::{BackendKind, ServeConfig};
 use toygres_server::runtime::{RuntimeSettings, Workflows, open_store};
 use toygres_server::service::{ControlPlane, CreateRequest};
 
@@ -35,18 +51,51 @@ type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const NS: &str = "toygres";
 const OPERATION_LIMIT: Duration = Duration::from_secs(120);
 
+/// How the backend reaches the (fake) API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// In process, straight into kube-fake-client.
+    InMemory,
+    /// Over HTTP to a [`TestApiServer`], tunnelling to internal instances as a server outside
+    /// the cluster does.
+    Http,
+}
+
 struct Harness {
     plane: ControlPlane,
+    /// Straight into the fake (what the simulator and the assertions use).
     client: kube::Client,
+    backend: KubernetesBackend,
     port: u16,
     local: LocalBackend,
+    api_server: Option<TestApiServer>,
     _workflows: Workflows,
     _simulator: Simulator,
     _dir: tempfile::TempDir,
 }
 
+/// Forwards port 5432 of pod `<instance>-0` to the simulated pod's local PostgreSQL.
+fn pods_on(local: LocalBackend) -> PortMap {
+    Arc::new(move |_namespace, pod, port| {
+        let local = local.clone();
+        Box::pin(async move {
+            let container_port = manifests::container_port().ok()?;
+            let name = InstanceName::parse(pod.strip_suffix("-0")?).ok()?;
+            if port != container_port {
+                return None;
+            }
+            let endpoint = local.endpoint(&name).await.ok()?;
+            format!("{}:{}", endpoint.host, endpoint.port).parse().ok()
+        })
+    })
+}
+
 impl Harness {
-    async fn start(test: &str, interceptors: Option<interceptor::Funcs>) -> Fallible<Self> {
+    async fn start(
+        test: &str,
+        interceptors: Option<interceptor::Funcs>,
+        transport: Transport,
+    ) -> Fallible<Self> {
         let dir = testkit::shared_tempdir()?;
         let database_url = testkit::fresh_database().await?;
         let metadata = MetadataStore::connect(&database_url, 5).await?;
@@ -64,11 +113,20 @@ impl Harness {
             builder = builder.with_interceptor_funcs(funcs);
         }
         let client = builder.build().await?;
+        let (api_server, backend_client, connect) = match transport {
+            Transport::InMemory => (None, client.clone(), ConnectMode::Direct),
+            Transport::Http => {
+                let server = TestApiServer::start(client.clone(), pods_on(local.clone())).await?;
+                let http_client = server.client(NS)?;
+                (Some(server), http_client, ConnectMode::PortForward)
+            }
+        };
         let backend = KubernetesBackend::new(
-            client.clone(),
+            backend_client,
             KubernetesConfig {
                 versions: local.versions(),
                 service_port: port,
+                connect,
                 ..KubernetesConfig::default()
             },
         );
@@ -106,15 +164,20 @@ impl Harness {
                 ..CreateLimits::default()
             },
             delete_limits: DeleteLimits::default(),
-            health: HealthSettings::default(),
+            health: HealthSettings {
+                interval_ms: 300,
+                ..HealthSettings::default()
+            },
             drift_interval: Duration::from_secs(60),
             drift_grace: Duration::from_secs(300),
         };
         Ok(Self {
             plane,
             client,
+            backend,
             port,
             local,
+            api_server,
             _workflows: workflows,
             _simulator: simulator,
             _dir: dir,
@@ -182,6 +245,14 @@ fn public_request(name: &str) -> Fallible<CreateRequest> {
     })
 }
 
+fn internal_request(name: &str) -> Fallible<CreateRequest> {
+    Ok(CreateRequest {
+        expose: Expose::Internal,
+        dns_label: None,
+        ..public_request(name)?
+    })
+}
+
 async fn query(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
@@ -198,7 +269,12 @@ async fn query(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_delete_run_end_to_end_on_the_kubernetes_backend() -> TestResult {
-    let harness = Harness::start("k8s_create_and_delete_end_to_end", None).await?;
+    let harness = Harness::start(
+        "k8s_create_and_delete_end_to_end",
+        None,
+        Transport::InMemory,
+    )
+    .await?;
     let accepted = harness.plane.create(public_request("orders-db")?).await?;
     let done = harness
         .plane
@@ -284,7 +360,7 @@ async fn endless_500s_on_the_service_fail_the_create_and_leave_nothing_behind() 
         }
         Ok(None)
     });
-    let harness = Harness::start("k8s_endless_500s", Some(funcs)).await?;
+    let harness = Harness::start("k8s_endless_500s", Some(funcs), Transport::InMemory).await?;
     let accepted = harness.plane.create(public_request("doomed")?).await?;
     let done = harness
         .plane
@@ -309,5 +385,474 @@ async fn endless_500s_on_the_service_fail_the_create_and_leave_nothing_behind() 
         .await?
         .ok_or("row missing")?;
     assert_eq!(instance.state, InstanceState::Failed);
+    Ok(())
+}
+
+impl Harness {
+    /// The recording API server of an [`Transport::Http`] harness.
+    fn api_server(&self) -> Fallible<&TestApiServer> {
+        Ok(self.api_server.as_ref().ok_or("not an HTTP harness")?)
+    }
+
+    /// Port-forward requests to the pod of instance `name` so far.
+    fn forwards_to(&self, name: &str) -> Fallible<usize> {
+        let path = format!("/api/v1/namespaces/{NS}/pods/{name}-0/portforward");
+        Ok(self
+            .api_server()?
+            .requests()
+            .iter()
+            .filter(|request| request.upgrade && request.path == path)
+            .count())
+    }
+
+    /// Runs a create to its end and checks it succeeded.
+    async fn create_succeeds(&self, request: CreateRequest) -> Fallible<String> {
+        let accepted = self.plane.create(request).await?;
+        let done = self
+            .plane
+            .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
+            .await?;
+        assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+        Ok(accepted.password)
+    }
+
+    /// Runs a delete to its end and checks it succeeded and left nothing labelled.
+    async fn delete_succeeds(&self, name: &str) -> TestResult {
+        let deleted = self.plane.delete(&InstanceName::parse(name)?, None).await?;
+        let done = self
+            .plane
+            .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
+            .await?;
+        assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+        assert_eq!(self.everything_labelled(name).await?, Vec::<String>::new());
+        Ok(())
+    }
+
+    /// Waits until the monitor of instance `name` has seen it healthy.
+    async fn wait_healthy(&self, name: &str) -> TestResult {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let instance = self
+                .plane
+                .metadata
+                .live_instance(name)
+                .await?
+                .ok_or("instance missing")?;
+            if instance.health_status == HealthStatus::Healthy {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{name} never became healthy: {instance:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_instance_is_tested_and_monitored_through_a_port_forward() -> TestResult {
+    let harness = Harness::start("k8s_port_forward", None, Transport::Http).await?;
+    harness.create_succeeds(internal_request("ledger")?).await?;
+    let instance = harness
+        .plane
+        .metadata
+        .live_instance("ledger")
+        .await?
+        .ok_or("instance missing")?;
+    assert_eq!(
+        instance.host.as_deref(),
+        Some("ledger.toygres.svc.cluster.local"),
+        "users inside the cluster connect by the Service's DNS name"
+    );
+    let after_create = harness.forwards_to("ledger")?;
+    assert!(
+        after_create >= 1,
+        "the connection test went through a port-forward"
+    );
+
+    // The monitor's checks take the same way.
+    harness.wait_healthy("ledger").await?;
+    assert!(harness.forwards_to("ledger")? > after_create);
+
+    harness.delete_succeeds("ledger").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_the_pod_refuses_fails_at_once_with_the_reason() -> TestResult {
+    let client = ClientBuilder::new().build().await?;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let ports: PortMap = Arc::new(move |_namespace, pod, _port| {
+        Box::pin(async move { (pod == "refusing-0").then_some(closed) })
+    });
+    let server = TestApiServer::start(client, ports).await?;
+    let backend = KubernetesBackend::new(
+        server.client(NS)?,
+        KubernetesConfig {
+            connect: ConnectMode::PortForward,
+            ..KubernetesConfig::default()
+        },
+    );
+    let target = |name: &str| -> Fallible<ConnectTarget> {
+        Ok(ConnectTarget {
+            name: InstanceName::parse(name)?,
+            host: format!("{name}.{NS}.svc.cluster.local"),
+            port: 5432,
+            user: "postgres".into(),
+            database: "postgres".into(),
+            password: "not-used-here".into(),
+        })
+    };
+
+    let started = std::time::Instant::now();
+    let refused = select_one(&backend, &target("refusing")?, Duration::from_secs(20)).await;
+    let Err(ProbeError::Postgres(message)) = refused else {
+        return Err(format!("expected the pod's refusal, got {refused:?}").into());
+    };
+    assert!(
+        message.contains("could not forward the port") && message.contains("refused"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it failed on the API server's word, not on the timeout"
+    );
+
+    // No such pod: the API server refuses the upgrade, and a retry may find the pod.
+    let missing = select_one(&backend, &target("missing")?, Duration::from_secs(20)).await;
+    let Err(ProbeError::Unreachable(message)) = missing else {
+        return Err(format!("expected an unreachable pod, got {missing:?}").into());
+    };
+    assert!(message.contains("404"), "{message}");
+    Ok(())
+}
+
+/// The accesses the rules of the Role in `deploy/rbac.yaml` grant.
+fn role_grants() -> Fallible<BTreeSet<Access>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/rbac.yaml"
+    ))?;
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)?;
+    let mut roles = documents.into_iter().filter(|doc| doc["kind"] == "Role");
+    let role: Role = serde_json::from_value(roles.next().ok_or("no Role")?)?;
+    assert!(roles.next().is_none(), "one Role");
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.unwrap_or_default() {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    granted.insert(Access {
+                        group: group.clone(),
+                        resource: resource.clone(),
+                        verb: verb.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(granted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_role_grants_exactly_the_calls_the_backend_makes() -> TestResult {
+    let harness = Harness::start("k8s_rbac", None, Transport::Http).await?;
+    // Everything the backend does: both kinds of instance through create (with the connection
+    // test and health checks) and delete, and the drift reconciler's listing.
+    harness.create_succeeds(internal_request("inside")?).await?;
+    harness.wait_healthy("inside").await?;
+    harness.delete_succeeds("inside").await?;
+    harness.create_succeeds(public_request("outside")?).await?;
+    harness.delete_succeeds("outside").await?;
+    harness.backend.list_owned().await?;
+    // A deploy that finds its objects (a create resumed after a crash) adopts them.
+    let again = DeploySpec {
+        name: InstanceName::parse("again")?,
+        uid: "ins_again".into(),
+        postgres_version: harness
+            .local
+            .versions()
+            .first()
+            .cloned()
+            .ok_or("no version")?,
+        storage_gb: 1,
+        password: "a-password-for-the-test".into(),
+        expose: Expose::Internal,
+        dns_label: None,
+    };
+    assert_eq!(
+        harness.backend.deploy(&again).await?,
+        DeployOutcome::Created
+    );
+    assert_eq!(
+        harness.backend.deploy(&again).await?,
+        DeployOutcome::Adopted
+    );
+    harness.backend.delete(&again.name).await?;
+
+    let used: BTreeSet<Access> = harness
+        .api_server()?
+        .requests()
+        .iter()
+        .flat_map(|request| request.accesses())
+        .collect();
+    let granted = role_grants()?;
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "the Role lacks {missing:?}");
+    assert!(
+        unused.is_empty(),
+        "the Role grants more than used: {unused:?}"
+    );
+    Ok(())
+}
+
+/// Parses `toygres serve`'s settings from `env` as if they were its environment (each variable
+/// passed as its flag, so the test's own environment is left alone).
+fn serve_config_from(env: &[(String, String)]) -> Fallible<ServeConfig> {
+    use clap::{Args as _, FromArgMatches as _};
+    let command = ServeConfig::augment_args(clap::Command::new("toygres"));
+    let mut args = vec!["toygres".to_string()];
+    for (name, value) in env {
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == name.as_str()))
+            .and_then(|arg| arg.get_long())
+            .ok_or(format!("{name} is not a setting of toygres serve"))?;
+        args.push(format!("--{flag}={value}"));
+    }
+    let matches = command.try_get_matches_from(args)?;
+    Ok(ServeConfig::from_arg_matches(&matches)?)
+}
+
+#[test]
+fn the_server_manifests_fit_together() -> TestResult {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let mut documents: Vec<serde_json::Value> = Vec::new();
+    for file in ["rbac.yaml", "server.yaml"] {
+        let text = std::fs::read_to_string(format!("{root}/{file}"))?;
+        documents.extend(serde_saphyr::from_multiple::<serde_json::Value>(&text)?);
+    }
+    let only = |kind: &str| -> Fallible<serde_json::Value> {
+        let mut found = documents.iter().filter(|doc| doc["kind"] == kind);
+        let first = found.next().ok_or(format!("no {kind}"))?.clone();
+        assert!(found.next().is_none(), "one {kind}");
+        Ok(first)
+    };
+    let account: ServiceAccount = serde_json::from_value(only("ServiceAccount")?)?;
+    let role: Role = serde_json::from_value(only("Role")?)?;
+    let binding: RoleBinding = serde_json::from_value(only("RoleBinding")?)?;
+    let deployment: Deployment = serde_json::from_value(only("Deployment")?)?;
+    let service: Service = serde_json::from_value(only("Service")?)?;
+    assert!(
+        documents
+            .iter()
+            .all(|doc| doc["kind"] != "ClusterRole" && doc["kind"] != "ClusterRoleBinding"),
+        "namespaced rights only"
+    );
+
+    // The Deployment runs as the ServiceAccount the RoleBinding gives the Role to.
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    let subjects = binding.subjects.unwrap_or_default();
+    assert!(
+        subjects
+            .iter()
+            .any(|subject| subject.kind == "ServiceAccount"
+                && Some(&subject.name) == account.metadata.name.as_ref())
+    );
+    let pod = deployment
+        .spec
+        .ok_or("no Deployment spec")?
+        .template
+        .spec
+        .ok_or("no pod spec")?;
+    assert_eq!(pod.service_account_name, account.metadata.name);
+
+    // Its settings are the server's own and parse: the environment as the pod would have it.
+    let container = pod.containers.first().ok_or("no container")?;
+    let mut env = Vec::new();
+    for variable in container.env.iter().flatten() {
+        // Values from Secrets or the downward API stand in as valid examples.
+        let value = match (&variable.value, variable.name.as_str()) {
+            (Some(value), _) => value.clone(),
+            (None, "TOYGRES_K8S_NAMESPACE") => "toygres".into(),
+            (None, "DATABASE_URL") => "postgres://toygres@db:5432/toygres".into(),
+            (None, "TOYGRES_SECRET_KEY") => SecretKey::generate().to_base64(),
+            (None, "TOYGRES_API_TOKENS") => "admin:0123456789abcdef0123".into(),
+            (None, other) => return Err(format!("no example for {other}").into()),
+        };
+        env.push((variable.name.clone(), value));
+    }
+    let config = serve_config_from(&env)?;
+    assert_eq!(config.backend, BackendKind::Kubernetes);
+    assert!(
+        config.api_tokens.is_some(),
+        "it listens beyond loopback, so it needs API tokens"
+    );
+    assert!(
+        !config.listen.ip().is_loopback(),
+        "reachable through its Service"
+    );
+
+    // The probes and the Service reach the API's port, on paths that need no token.
+    let port = i32::from(config.listen.port());
+    let container_port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.container_port == port)
+        .ok_or("the API port is not declared")?;
+    for probe in [&container.readiness_probe, &container.liveness_probe] {
+        let get = probe
+            .as_ref()
+            .and_then(|probe| probe.http_get.as_ref())
+            .ok_or("a probe is missing")?;
+        let path = get.path.as_deref().unwrap_or("/");
+        assert!(
+            toygres_server::api::auth::PUBLIC_PATHS.contains(&path),
+            "{path}"
+        );
+        assert_eq!(
+            get.port,
+            IntOrString::String(container_port.name.clone().ok_or("unnamed port")?)
+        );
+    }
+    let service_spec = service.spec.ok_or("no Service spec")?;
+    assert_eq!(
+        service_spec.selector,
+        deployment.metadata.labels.map(|labels| labels
+            .into_iter()
+            .filter(|(key, _)| key == "app.kubernetes.io/name")
+            .collect())
+    );
+    let target = service_spec
+        .ports
+        .iter()
+        .flatten()
+        .find_map(|p| p.target_port.clone())
+        .ok_or("no target port")?;
+    assert_eq!(
+        target,
+        IntOrString::String(container_port.name.clone().ok_or("unnamed port")?)
+    );
+    Ok(())
+}
+
+/// Polls `GET /instances/{name}` until `check` holds.
+async fn wait_for_instance(
+    server: &support::Server,
+    name: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> Fallible<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let instance = server.get(&format!("/instances/{name}")).await?.body;
+        if check(&instance) {
+            return Ok(instance);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{name} never reached the expected state: {instance}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_binary_runs_internal_instances_on_the_cluster_its_kubeconfig_names()
+-> TestResult {
+    let workspace = support::Workspace::new("k8s_server_binary")?;
+    let local = LocalBackend::new(LocalConfig {
+        root: workspace.instances_dir(),
+        bin_dir: None,
+        ports: testkit::port_range_for("k8s_server_binary_pods", 1),
+    })?;
+    let fake = ClientBuilder::new().build().await?;
+    let _simulator = Simulator::start(
+        fake.clone(),
+        Simulation {
+            namespace: NS.into(),
+            load_balancer_ip: "127.0.0.1".into(),
+            runtime: Some(local.clone()),
+            interval: Duration::from_millis(100),
+        },
+    );
+    let api_server = TestApiServer::start(fake.clone(), pods_on(local.clone())).await?;
+    let kubeconfig = workspace.data_dir().with_file_name("kubeconfig");
+    std::fs::write(&kubeconfig, api_server.kubeconfig(NS))?;
+    let kubeconfig = kubeconfig.to_str().ok_or("path is not UTF-8")?;
+    let versions = local.versions().join(",");
+    let server = workspace
+        .start_server(
+            "server.log",
+            &[
+                ("TOYGRES_BACKEND", "kubernetes"),
+                ("KUBECONFIG", kubeconfig),
+                // Outside a cluster, wherever the test runs: `auto` picks the port-forward.
+                ("KUBERNETES_SERVICE_HOST", ""),
+                ("TOYGRES_K8S_CONNECT", "auto"),
+                ("TOYGRES_K8S_VERSIONS", &versions),
+                ("TOYGRES_HEALTH_INTERVAL_SECS", "1"),
+            ],
+        )
+        .await?;
+    assert!(server.log().contains("port-forward"), "{}", server.log());
+
+    let created = server
+        .post(
+            "/instances",
+            &serde_json::json!({"name": "ledger", "expose": "internal"}),
+        )
+        .await?;
+    assert_eq!(
+        created.status,
+        reqwest::StatusCode::ACCEPTED,
+        "{}",
+        created.text
+    );
+    let operation = created.body["operation"]["id"]
+        .as_str()
+        .ok_or("no operation id")?;
+    let done = server.wait_operation(operation).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["result"]["server_version"]
+            .as_str()
+            .is_some_and(|version| version.starts_with("PostgreSQL")),
+        "the connection test reached PostgreSQL: {done}"
+    );
+    let instance = wait_for_instance(&server, "ledger", |instance| {
+        instance["health"]["status"] == "healthy"
+    })
+    .await?;
+    assert_eq!(
+        instance["connection_uri"],
+        "postgresql://postgres@ledger.toygres.svc.cluster.local:5432/postgres"
+    );
+    assert!(
+        api_server
+            .requests()
+            .iter()
+            .any(|request| request.upgrade && request.path.ends_with("/pods/ledger-0/portforward")),
+        "the server tunnelled to the pod"
+    );
+
+    let deleted = server.delete("/instances/ledger").await?;
+    let operation = deleted.body["operation"]["id"]
+        .as_str()
+        .ok_or("no operation id")?;
+    assert_eq!(
+        server.wait_operation(operation).await?["status"],
+        "succeeded"
+    );
+    let statefulsets: Api<StatefulSet> = Api::namespaced(fake, NS);
+    assert!(
+        statefulsets
+            .list(&ListParams::default().labels(&labels::instance_selector("ledger")))
+            .await?
+            .items
+            .is_empty()
+    );
     Ok(())
 }

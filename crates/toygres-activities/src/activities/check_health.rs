@@ -21,6 +21,7 @@ pub async fn run(
 ) -> Result<CheckHealthOutput, String> {
     let target = owner_target(
         &deps,
+        input.name.clone(),
         input.host,
         input.port,
         input.user,
@@ -28,7 +29,13 @@ pub async fn run(
         &input.sealed_password,
     )?;
     let started = std::time::Instant::now();
-    let sample = match select_one(&target, Duration::from_millis(input.timeout_ms)).await {
+    let sample = match select_one(
+        deps.backend.as_ref(),
+        &target,
+        Duration::from_millis(input.timeout_ms),
+    )
+    .await
+    {
         Ok(latency) => HealthSample {
             ok: true,
             latency_ms: latency.as_millis().try_into().unwrap_or(u32::MAX),

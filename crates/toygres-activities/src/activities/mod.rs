@@ -52,6 +52,7 @@ pub(crate) fn open_password(
 /// Where to connect to an instance as its owner, with the password opened.
 pub(crate) fn owner_target(
     deps: &crate::registry::ActivityDeps,
+    name: crate::validation::InstanceName,
     host: String,
     port: u16,
     user: String,
@@ -60,6 +61,7 @@ pub(crate) fn owner_target(
 ) -> Result<crate::probe::ConnectTarget, ActivityError> {
     let password = open_password(deps, sealed)?;
     Ok(crate::probe::ConnectTarget {
+        name,
         host,
         port,
         user,

@@ -20,16 +20,21 @@ pub async fn run(
 ) -> Result<TestConnectionOutput, String> {
     let target = owner_target(
         &deps,
+        input.name.clone(),
         input.host,
         input.port,
         input.user,
         input.database,
         &input.sealed_password,
     )?;
-    let server_version = server_version(&target, Duration::from_millis(input.timeout_ms))
-        .await
-        .map_err(|error| {
-            ActivityError::transient(ErrorCode::ConnectionFailed, format!("{target:?}: {error}"))
-        })?;
+    let server_version = server_version(
+        deps.backend.as_ref(),
+        &target,
+        Duration::from_millis(input.timeout_ms),
+    )
+    .await
+    .map_err(|error| {
+        ActivityError::transient(ErrorCode::ConnectionFailed, format!("{target:?}: {error}"))
+    })?;
     Ok(TestConnectionOutput { server_version })
 }

@@ -2,7 +2,9 @@
 //! fails N times, fails always, hangs, or is slowed down. Enabled with `TOYGRES_FAULTS`, e.g.
 //! `deploy=fail:2;readiness=delay:500;delete=hang`. Never set it in production.
 
-use super::{Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, Readiness};
+use super::{
+    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceStream, Readiness,
+};
 use crate::validation::InstanceName;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -175,6 +177,14 @@ impl Backend for FaultyBackend {
     async fn list_owned(&self) -> Result<Vec<InstanceName>, BackendError> {
         self.inject(FaultPoint::ListOwned).await?;
         self.inner.list_owned().await
+    }
+
+    async fn dial(
+        &self,
+        name: &InstanceName,
+        endpoint: &Endpoint,
+    ) -> Result<InstanceStream, BackendError> {
+        self.inner.dial(name, endpoint).await
     }
 }
 

@@ -8,6 +8,31 @@ pub mod local;
 use crate::model::Expose;
 use crate::validation::InstanceName;
 use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream to an instance's PostgreSQL port: a TCP connection, or a tunnel such as a
+/// Kubernetes port-forward.
+pub trait InstanceIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> InstanceIo for T {}
+
+/// An open connection to an instance, as [`Backend::dial`] returns it.
+pub type InstanceStream = Box<dyn InstanceIo>;
+
+/// Opens a TCP connection to `endpoint` (every address its host resolves to, in turn).
+pub async fn dial_tcp(endpoint: &Endpoint) -> Result<InstanceStream, BackendError> {
+    let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|error| {
+            BackendError::Transient(format!(
+                "connecting to {}:{}: {error}",
+                endpoint.host, endpoint.port
+            ))
+        })?;
+    // Probes exchange a few small messages; don't hold them back.
+    let _ = stream.set_nodelay(true);
+    Ok(Box::new(stream))
+}
 
 /// What to deploy.
 #[derive(Clone)]
@@ -129,4 +154,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The names of every instance that has resources on this backend.
     async fn list_owned(&self) -> Result<Vec<InstanceName>, BackendError>;
+
+    /// Opens a connection to the PostgreSQL port of instance `name`, published at `endpoint`,
+    /// from where this server runs. A plain TCP connection unless the backend knows a better
+    /// way (Kubernetes tunnels to internal instances when the server runs outside the cluster).
+    async fn dial(
+        &self,
+        _name: &InstanceName,
+        endpoint: &Endpoint,
+    ) -> Result<InstanceStream, BackendError> {
+        dial_tcp(endpoint).await
+    }
 }

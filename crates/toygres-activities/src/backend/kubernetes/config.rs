@@ -24,6 +24,64 @@ impl Default for Resources {
     }
 }
 
+/// How the server reaches the PostgreSQL of internal instances (ClusterIP Services, whose
+/// cluster DNS names resolve only inside the cluster). Public instances are always reached at
+/// their load-balancer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectMode {
+    /// Direct inside a cluster (`KUBERNETES_SERVICE_HOST` is set in every pod), through a
+    /// port-forward outside one.
+    #[default]
+    Auto,
+    /// Connect to the Service's cluster DNS name.
+    Direct,
+    /// Tunnel to the instance's pod through the API server (`pods/portforward`).
+    PortForward,
+}
+
+impl ConnectMode {
+    /// Whether internal instances are reached through a port-forward, given whether this
+    /// process runs inside the cluster.
+    pub fn tunnels(self, in_cluster: bool) -> bool {
+        match self {
+            ConnectMode::Auto => !in_cluster,
+            ConnectMode::Direct => false,
+            ConnectMode::PortForward => true,
+        }
+    }
+
+    /// Whether this process runs in a Kubernetes pod (the kubelet sets `KUBERNETES_SERVICE_HOST`
+    /// in every container; an empty value counts as unset).
+    pub fn in_cluster() -> bool {
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|host| !host.is_empty())
+    }
+}
+
+impl std::fmt::Display for ConnectMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectMode::Auto => "auto",
+            ConnectMode::Direct => "direct",
+            ConnectMode::PortForward => "port-forward",
+        })
+    }
+}
+
+impl std::str::FromStr for ConnectMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(ConnectMode::Auto),
+            "direct" => Ok(ConnectMode::Direct),
+            "port-forward" => Ok(ConnectMode::PortForward),
+            other => Err(format!(
+                "{other:?} is not a connect mode (auto, direct or port-forward)"
+            )),
+        }
+    }
+}
+
 /// Settings of the Kubernetes backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesConfig {
@@ -43,6 +101,8 @@ pub struct KubernetesConfig {
     pub storage_class: Option<String>,
     /// CPU and memory per instance.
     pub resources: Resources,
+    /// How the server reaches internal instances.
+    pub connect: ConnectMode,
 }
 
 impl KubernetesConfig {
@@ -68,6 +128,29 @@ impl Default for KubernetesConfig {
             service_port: Self::DEFAULT_SERVICE_PORT,
             storage_class: None,
             resources: Resources::default(),
+            connect: ConnectMode::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectMode;
+
+    #[test]
+    fn connect_modes_parse_print_and_decide() -> Result<(), String> {
+        for mode in [
+            ConnectMode::Auto,
+            ConnectMode::Direct,
+            ConnectMode::PortForward,
+        ] {
+            assert_eq!(mode.to_string().parse::<ConnectMode>()?, mode);
+        }
+        assert!("tunnel".parse::<ConnectMode>().is_err());
+        assert!(ConnectMode::Auto.tunnels(false), "outside a cluster");
+        assert!(!ConnectMode::Auto.tunnels(true), "inside a cluster");
+        assert!(!ConnectMode::Direct.tunnels(false));
+        assert!(ConnectMode::PortForward.tunnels(true));
+        Ok(())
     }
 }

@@ -66,6 +66,28 @@ pub fn pod_name(instance: &str) -> String {
     format!("{instance}-0")
 }
 
+/// The port PostgreSQL listens on inside the pod: the `postgres` port of the StatefulSet
+/// template's container (where a port-forward goes).
+pub fn container_port() -> Result<u16, ManifestError> {
+    const T: &str = "statefulset.yaml";
+    let set: StatefulSet = parse(T, STATEFULSET_TEMPLATE)?;
+    set.spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|pod| {
+            pod.containers
+                .into_iter()
+                .find(|container| container.name == POSTGRES)
+        })
+        .and_then(|container| container.ports)
+        .and_then(|ports| {
+            ports
+                .into_iter()
+                .find(|port| port.name.as_deref() == Some(POSTGRES))
+        })
+        .and_then(|port| u16::try_from(port.container_port).ok())
+        .ok_or_else(|| missing(T, "the postgres container's postgres port"))
+}
+
 /// Renders the objects of `spec` with the settings of `config`.
 pub fn render(spec: &DeploySpec, config: &KubernetesConfig) -> Result<Manifests, ManifestError> {
     Ok(Manifests {

@@ -4,6 +4,8 @@
 //!
 //! The [`kube::Client`] is injected, so tests swap its transport (kube-fake-client, tower-test).
 
+#[cfg(feature = "testkit")]
+pub mod apiserver;
 mod config;
 mod errors;
 pub mod labels;
@@ -12,10 +14,13 @@ pub mod manifests;
 pub mod simulator;
 #[cfg(test)]
 mod tests;
+pub mod tunnel;
 
-pub use config::{KubernetesConfig, Resources};
+pub use config::{ConnectMode, KubernetesConfig, Resources};
 
-use super::{Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, Readiness};
+use super::{
+    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceStream, Readiness, dial_tcp,
+};
 use crate::validation::InstanceName;
 use async_trait::async_trait;
 use errors::{classify, is_already_exists, is_not_found};
@@ -41,12 +46,15 @@ pub fn install_crypto_provider() {
 pub struct KubernetesBackend {
     client: Client,
     config: KubernetesConfig,
+    /// Whether internal instances are reached through a port-forward.
+    tunnels_internal: bool,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubernetesBackend")
             .field("config", &self.config)
+            .field("tunnels_internal", &self.tunnels_internal)
             .finish_non_exhaustive()
     }
 }
@@ -73,7 +81,18 @@ impl<K> Managed for K where
 impl KubernetesBackend {
     /// A backend using `client` (its transport may be a fake in tests).
     pub fn new(client: Client, config: KubernetesConfig) -> Self {
-        Self { client, config }
+        let tunnels_internal = config.connect.tunnels(ConnectMode::in_cluster());
+        Self {
+            client,
+            config,
+            tunnels_internal,
+        }
+    }
+
+    /// Whether internal instances are reached through a port-forward (rather than by their
+    /// cluster DNS name).
+    pub fn tunnels_internal(&self) -> bool {
+        self.tunnels_internal
     }
 
     /// Connects with `KUBECONFIG` (or `~/.kube/config`) or, inside a cluster, the pod's service
@@ -164,6 +183,11 @@ impl KubernetesBackend {
                 .filter_map(|object| object.labels().get(labels::INSTANCE).cloned()),
         );
         Ok(())
+    }
+
+    /// The cluster DNS name of an internal instance's Service.
+    fn cluster_host(&self, name: &InstanceName) -> String {
+        format!("{name}.{}.svc.cluster.local", self.config.namespace)
     }
 
     async fn service(&self, name: &InstanceName) -> Result<Option<Service>, BackendError> {
@@ -313,9 +337,28 @@ impl Backend for KubernetesBackend {
                 BackendError::Transient(format!("Service {name} has no load-balancer address yet"))
             })?
         } else {
-            format!("{name}.{}.svc.cluster.local", self.config.namespace)
+            self.cluster_host(name)
         };
         Ok(Endpoint { host, port })
+    }
+
+    async fn dial(
+        &self,
+        name: &InstanceName,
+        endpoint: &Endpoint,
+    ) -> Result<InstanceStream, BackendError> {
+        if !(self.tunnels_internal && endpoint.host == self.cluster_host(name)) {
+            return dial_tcp(endpoint).await;
+        }
+        let port = manifests::container_port()
+            .map_err(|error| BackendError::Permanent(error.to_string()))?;
+        let tunnel = tunnel::PodTunnel::open(
+            &self.api::<Pod>(),
+            &manifests::pod_name(name.as_str()),
+            port,
+        )
+        .await?;
+        Ok(Box::new(tunnel))
     }
 
     async fn delete(&self, name: &InstanceName) -> Result<(), BackendError> {

@@ -58,6 +58,43 @@ async fn names<K: Managed>(client: &Client, selector: &str) -> Result<Vec<String
 // ---- manifests -------------------------------------------------------------------------
 
 #[test]
+fn port_forwards_go_to_the_port_the_service_targets() -> TestResult {
+    let rendered = manifests::render(
+        &spec("orders-db", Expose::Internal)?,
+        &KubernetesConfig::default(),
+    )?;
+    let pod = rendered
+        .statefulset
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .ok_or("pod spec")?;
+    let declared = pod
+        .containers
+        .iter()
+        .flat_map(|container| container.ports.iter().flatten())
+        .find(|port| port.name.as_deref() == Some(manifests::POSTGRES))
+        .ok_or("no postgres port")?;
+    assert_eq!(
+        i32::from(manifests::container_port()?),
+        declared.container_port
+    );
+    let target = rendered
+        .service
+        .spec
+        .and_then(|spec| spec.ports)
+        .and_then(|ports| ports.into_iter().next())
+        .and_then(|port| port.target_port)
+        .ok_or("no target port")?;
+    assert_eq!(
+        target,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+            manifests::POSTGRES.into()
+        )
+    );
+    Ok(())
+}
+
+#[test]
 fn statefulset_reads_the_password_from_the_secret_and_runs_unprivileged() -> TestResult {
     let rendered = manifests::render(
         &spec("orders-db", Expose::Internal)?,
@@ -601,7 +638,8 @@ async fn a_forbidden_answer_is_permanent() -> TestResult {
 // ---- a real cluster, opt in --------------------------------------------------------------
 
 /// Runs only with `KUBECONFIG` set: deploys into `TOYGRES_K8S_TEST_NAMESPACE` (default
-/// `toygres-test`, which must exist), waits until ready, deletes.
+/// `toygres-test`, which must exist), waits until ready, runs `SELECT 1` as the owner the way
+/// the server would (through a port-forward from outside the cluster), deletes.
 #[tokio::test]
 async fn real_cluster_round_trip_when_kubeconfig_is_set() -> TestResult {
     if std::env::var_os("KUBECONFIG").is_none() {
@@ -622,15 +660,39 @@ async fn real_cluster_round_trip_when_kubeconfig_is_set() -> TestResult {
     backend.delete(&spec.name).await?;
     backend.deploy(&spec).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    let outcome = loop {
+    let ready = loop {
         match backend.readiness(&spec.name).await? {
             Readiness::Ready => break Ok(()),
             other if tokio::time::Instant::now() > deadline => break Err(format!("{other:?}")),
             _ => tokio::time::sleep(Duration::from_secs(2)).await,
         }
     };
+    let outcome = match ready {
+        Ok(()) => connect_as_owner(&backend, &spec).await,
+        Err(error) => Err(error),
+    };
     backend.delete(&spec.name).await?;
     outcome?;
     assert!(!backend.list_owned().await?.contains(&spec.name));
     Ok(())
+}
+
+/// `SELECT 1` as the instance's owner, over the connection the backend dials.
+async fn connect_as_owner(backend: &KubernetesBackend, spec: &DeploySpec) -> Result<(), String> {
+    let endpoint = backend
+        .endpoint(&spec.name)
+        .await
+        .map_err(|error| error.to_string())?;
+    let target = crate::probe::ConnectTarget {
+        name: spec.name.clone(),
+        host: endpoint.host,
+        port: endpoint.port,
+        user: "postgres".into(),
+        database: "postgres".into(),
+        password: spec.password.clone(),
+    };
+    crate::probe::select_one(backend, &target, Duration::from_secs(30))
+        .await
+        .map(drop)
+        .map_err(|error| error.to_string())
 }
