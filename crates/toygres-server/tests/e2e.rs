@@ -33,28 +33,6 @@ fn pg_ctl(action: &str, data: &std::path::Path) -> Result<bool, TestError> {
         .success())
 }
 
-/// Polls `GET /instances/{name}` until `check` holds, for at most `limit`.
-async fn wait_instance(
-    server: &Server,
-    name: &str,
-    limit: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Result<Value, TestError> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let instance = server.get(&format!("/instances/{name}")).await?.body;
-        if check(&instance) {
-            return Ok(instance);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(
-                format!("instance {name} never reached the expected state: {instance}").into(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The status of a Duroxide workflow in the control-plane database at `url`.
 async fn workflow_status(url: &str, id: &str) -> Result<duroxide::OrchestrationStatus, TestError> {
     let store = toygres_server::runtime::open_store(url).await?;
@@ -621,10 +599,11 @@ async fn graceful_shutdown_keeps_instances_and_restart_reuses_everything() -> Te
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let second_monitor = second_monitor.ok_or("no new monitor took over")?;
-    wait_instance(&server, "keeper", Duration::from_secs(30), |i| {
-        i["health"]["status"] == "healthy"
-    })
-    .await?;
+    server
+        .wait_instance("keeper", Duration::from_secs(30), |i| {
+            i["health"]["status"] == "healthy"
+        })
+        .await?;
     let url = workspace.control_plane_url();
     assert!(matches!(
         workflow_status(&url, &second_monitor).await?,
@@ -678,20 +657,22 @@ async fn health_follows_the_instance_and_metrics_show_it() -> TestResult {
         "succeeded"
     );
 
-    let healthy = wait_instance(&server, "watched", Duration::from_secs(30), |i| {
-        i["health"]["status"] == "healthy"
-    })
-    .await?;
+    let healthy = server
+        .wait_instance("watched", Duration::from_secs(30), |i| {
+            i["health"]["status"] == "healthy"
+        })
+        .await?;
     assert!(healthy["health"]["checked_at"].is_string());
     assert!(healthy["health"]["latency_ms"].is_u64());
 
     // Stop its postgres behind the control plane's back: unhealthy after 2 failed checks.
     let data = workspace.instances_dir().join("watched").join("data");
     assert!(pg_ctl("stop", &data)?);
-    let sick = wait_instance(&server, "watched", Duration::from_secs(30), |i| {
-        i["health"]["status"] == "unhealthy"
-    })
-    .await?;
+    let sick = server
+        .wait_instance("watched", Duration::from_secs(30), |i| {
+            i["health"]["status"] == "unhealthy"
+        })
+        .await?;
     assert!(
         sick["health"]["consecutive_failures"].as_u64() >= Some(2),
         "{sick}"
@@ -703,10 +684,11 @@ async fn health_follows_the_instance_and_metrics_show_it() -> TestResult {
 
     // Start it again: healthy after one good check.
     assert!(pg_ctl("start", &data)?);
-    wait_instance(&server, "watched", Duration::from_secs(30), |i| {
-        i["health"]["status"] == "healthy"
-    })
-    .await?;
+    server
+        .wait_instance("watched", Duration::from_secs(30), |i| {
+            i["health"]["status"] == "healthy"
+        })
+        .await?;
     let events = server.get("/instances/watched/events").await?;
     let messages: Vec<&str> = events.body["items"]
         .as_array()

@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
@@ -36,25 +36,6 @@ async fn monitor_of(workspace: &Workspace) -> Result<String, TestError> {
             .await?;
     pool.close().await;
     Ok(monitor.ok_or("no monitor recorded")?)
-}
-
-/// Polls the instance until `check` holds.
-async fn wait_instance(
-    server: &Server,
-    name: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Result<Value, TestError> {
-    let deadline = tokio::time::Instant::now() + OPERATION_LIMIT;
-    loop {
-        let instance = server.get(&format!("/instances/{name}")).await?.body;
-        if check(&instance) {
-            return Ok(instance);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{name} never reached the expected state: {instance}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +72,11 @@ async fn rotate_key_reseals_passwords_and_restarts_monitors() -> TestResult {
         server.wait_operation(&operation).await?["status"],
         "succeeded"
     );
-    wait_instance(&server, "rotating", |i| i["health"]["status"] == "healthy").await?;
+    server
+        .wait_instance("rotating", OPERATION_LIMIT, |i| {
+            i["health"]["status"] == "healthy"
+        })
+        .await?;
     let old_monitor = monitor_of(&workspace).await?;
     let (ok, _, stderr) = rotate_key(&workspace)?;
     assert!(!ok && stderr.contains("server is running"), "{stderr}");
@@ -115,14 +100,15 @@ async fn rotate_key_reseals_passwords_and_restarts_monitors() -> TestResult {
     // The next server monitors the instance with the new key, under a new monitor.
     let server = workspace.start_server("server-3.log", &env).await?;
     let restarted = chrono::Utc::now();
-    wait_instance(&server, "rotating", |instance| {
-        instance["health"]["status"] == "healthy"
-            && instance["health"]["checked_at"]
-                .as_str()
-                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-                .is_some_and(|at| at > restarted)
-    })
-    .await?;
+    server
+        .wait_instance("rotating", OPERATION_LIMIT, |instance| {
+            instance["health"]["status"] == "healthy"
+                && instance["health"]["checked_at"]
+                    .as_str()
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                    .is_some_and(|at| at > restarted)
+        })
+        .await?;
     let pool = sqlx::PgPool::connect(&workspace.control_plane_url()).await?;
     let sealed: String =
         sqlx::query_scalar("SELECT sealed_password FROM toygres.instances WHERE name = 'rotating'")

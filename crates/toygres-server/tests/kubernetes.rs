@@ -33,23 +33,21 @@ use toygres_activities::backend::kubernetes::{
 };
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
 use toygres_activities::backend::{Backend, DeployOutcome, DeploySpec};
-use toygres_activities::metadata::MetadataStore;
 use toygres_activities::model::{Expose, HealthStatus, InstanceState, OperationStatus};
 use toygres_activities::probe::{ConnectTarget, ProbeError, select_one};
-use toygres_activities::registry::ActivityDeps;
 use toygres_activities::seal::SecretKey;
 use toygres_activities::testkit;
 use toygres_activities::validation::InstanceName;
-use toygres_orchestrations::types::{CreateLimits, DeleteLimits, HealthSettings};
+use toygres_orchestrations::types::{CreateLimits, HealthSettings};
 use toygres_server::config::{BackendKind, ServeConfig};
-use toygres_server::runtime::{RuntimeSettings, Workflows, open_store};
-use toygres_server::service::{ControlPlane, CreateRequest};
+use toygres_server::service::CreateRequest;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use support::plane::{InProcessPlane, PlaneOptions, delete_all_instances};
+use support::{TestResult, query_with_password};
+
+type Fallible<T> = Result<T, support::TestError>;
 
 const NS: &str = "toygres";
-const OPERATION_LIMIT: Duration = Duration::from_secs(120);
 
 /// How the backend reaches the (fake) API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,14 +60,13 @@ enum Transport {
 }
 
 struct Harness {
-    plane: ControlPlane,
+    in_process: InProcessPlane,
     /// Straight into the fake (what the simulator and the assertions use).
     client: kube::Client,
     backend: KubernetesBackend,
     port: u16,
     local: LocalBackend,
     api_server: Option<TestApiServer>,
-    _workflows: Workflows,
     _simulator: Simulator,
     _dir: tempfile::TempDir,
 }
@@ -97,9 +94,6 @@ impl Harness {
         transport: Transport,
     ) -> Fallible<Self> {
         let dir = testkit::shared_tempdir()?;
-        let database_url = testkit::fresh_database().await?;
-        let metadata = MetadataStore::connect(&database_url, 5).await?;
-        metadata.migrate().await?;
         // One port: the simulated pod's PostgreSQL listens where the Service says.
         let ports = testkit::port_range_for(test, 1);
         let port = *ports.start();
@@ -139,46 +133,28 @@ impl Harness {
                 interval: Duration::from_millis(100),
             },
         );
-        let secret_key = SecretKey::generate();
-        let deps = ActivityDeps {
-            backend: Arc::new(backend.clone()),
-            metadata: metadata.clone(),
-            secret_key: secret_key.clone(),
-            step_delay: None,
-        };
-        let workflows = Workflows::start(
-            open_store(&database_url).await?,
-            deps,
-            &RuntimeSettings::default(),
+        let in_process = InProcessPlane::start(
+            Arc::new(backend.clone()),
+            PlaneOptions {
+                create_limits: CreateLimits {
+                    ready_timeout_ms: 60_000,
+                    deploy_timeout_ms: 20_000,
+                    ..CreateLimits::default()
+                },
+                health: HealthSettings {
+                    interval_ms: 300,
+                    ..HealthSettings::default()
+                },
+            },
         )
-        .await;
-        let plane = ControlPlane {
-            metadata,
-            client: workflows.client.clone(),
-            backend_kind: backend.kind().into(),
-            versions: backend.versions(),
-            secret_key,
-            create_limits: CreateLimits {
-                ready_timeout_ms: 60_000,
-                deploy_timeout_ms: 20_000,
-                ..CreateLimits::default()
-            },
-            delete_limits: DeleteLimits::default(),
-            health: HealthSettings {
-                interval_ms: 300,
-                ..HealthSettings::default()
-            },
-            drift_interval: Duration::from_secs(60),
-            drift_grace: Duration::from_secs(300),
-        };
+        .await?;
         Ok(Self {
-            plane,
+            in_process,
             client,
             backend,
             port,
             local,
             api_server,
-            _workflows: workflows,
             _simulator: simulator,
             _dir: dir,
         })
@@ -212,24 +188,18 @@ impl Harness {
     }
 }
 
+impl std::ops::Deref for Harness {
+    type Target = InProcessPlane;
+
+    fn deref(&self) -> &InProcessPlane {
+        &self.in_process
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         // Never leave the simulated pods' postgres processes behind.
-        let local = self.local.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                for name in local.list_owned().await.unwrap_or_default() {
-                    let _ = local.delete(&name).await;
-                }
-            });
-        })
-        .join();
+        delete_all_instances(&self.local);
     }
 }
 
@@ -253,20 +223,6 @@ fn internal_request(name: &str) -> Fallible<CreateRequest> {
     })
 }
 
-async fn query(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .dbname("postgres")
-        .password(password)
-        .connect_timeout(Duration::from_secs(5))
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
-    client.query_one("SELECT 40 + 2", &[]).await?.try_get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_delete_run_end_to_end_on_the_kubernetes_backend() -> TestResult {
     let harness = Harness::start(
@@ -275,10 +231,8 @@ async fn create_and_delete_run_end_to_end_on_the_kubernetes_backend() -> TestRes
         Transport::InMemory,
     )
     .await?;
-    let accepted = harness.plane.create(public_request("orders-db")?).await?;
-    let done = harness
-        .plane
-        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
+    let (accepted, done) = harness
+        .create_and_wait(public_request("orders-db")?)
         .await?;
     assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
 
@@ -295,7 +249,10 @@ async fn create_and_delete_run_end_to_end_on_the_kubernetes_backend() -> TestRes
         "the load balancer's address"
     );
     assert_eq!(instance.port, Some(i32::from(harness.port)));
-    assert_eq!(query(harness.port, &accepted.password).await?, 42);
+    assert_eq!(
+        query_with_password(harness.port, &accepted.password).await?,
+        42
+    );
 
     // The objects: labelled, the password only in the Secret, the Service public with its label.
     assert_eq!(
@@ -326,14 +283,7 @@ async fn create_and_delete_run_end_to_end_on_the_kubernetes_backend() -> TestRes
         "the password is not in the StatefulSet"
     );
 
-    let deleted = harness
-        .plane
-        .delete(&InstanceName::parse("orders-db")?, None)
-        .await?;
-    let done = harness
-        .plane
-        .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
-        .await?;
+    let done = harness.delete_and_wait("orders-db").await?;
     assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
     assert_eq!(
         harness.everything_labelled("orders-db").await?,
@@ -361,11 +311,7 @@ async fn endless_500s_on_the_service_fail_the_create_and_leave_nothing_behind() 
         Ok(None)
     });
     let harness = Harness::start("k8s_endless_500s", Some(funcs), Transport::InMemory).await?;
-    let accepted = harness.plane.create(public_request("doomed")?).await?;
-    let done = harness
-        .plane
-        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
-        .await?;
+    let (_, done) = harness.create_and_wait(public_request("doomed")?).await?;
     assert_eq!(done.status, OperationStatus::Failed);
     let error = done.error.ok_or("no error recorded")?;
     assert_eq!(error.code.as_str(), "deploy_failed", "{error:?}");
@@ -406,23 +352,15 @@ impl Harness {
     }
 
     /// Runs a create to its end and checks it succeeded.
-    async fn create_succeeds(&self, request: CreateRequest) -> Fallible<String> {
-        let accepted = self.plane.create(request).await?;
-        let done = self
-            .plane
-            .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
-            .await?;
+    async fn create_succeeds(&self, request: CreateRequest) -> TestResult {
+        let (_, done) = self.create_and_wait(request).await?;
         assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
-        Ok(accepted.password)
+        Ok(())
     }
 
     /// Runs a delete to its end and checks it succeeded and left nothing labelled.
     async fn delete_succeeds(&self, name: &str) -> TestResult {
-        let deleted = self.plane.delete(&InstanceName::parse(name)?, None).await?;
-        let done = self
-            .plane
-            .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
-            .await?;
+        let done = self.delete_and_wait(name).await?;
         assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
         assert_eq!(self.everything_labelled(name).await?, Vec::<String>::new());
         Ok(())
@@ -740,25 +678,6 @@ fn the_server_manifests_fit_together() -> TestResult {
     Ok(())
 }
 
-/// Polls `GET /instances/{name}` until `check` holds.
-async fn wait_for_instance(
-    server: &support::Server,
-    name: &str,
-    check: impl Fn(&serde_json::Value) -> bool,
-) -> Fallible<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let instance = server.get(&format!("/instances/{name}")).await?.body;
-        if check(&instance) {
-            return Ok(instance);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{name} never reached the expected state: {instance}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_binary_runs_internal_instances_on_the_cluster_its_kubeconfig_names()
 -> TestResult {
@@ -822,10 +741,11 @@ async fn the_server_binary_runs_internal_instances_on_the_cluster_its_kubeconfig
             .is_some_and(|version| version.starts_with("PostgreSQL")),
         "the connection test reached PostgreSQL: {done}"
     );
-    let instance = wait_for_instance(&server, "ledger", |instance| {
-        instance["health"]["status"] == "healthy"
-    })
-    .await?;
+    let instance = server
+        .wait_instance("ledger", Duration::from_secs(60), |instance| {
+            instance["health"]["status"] == "healthy"
+        })
+        .await?;
     assert_eq!(
         instance["connection_uri"],
         "postgresql://postgres@ledger.toygres.svc.cluster.local:5432/postgres"

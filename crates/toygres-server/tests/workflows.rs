@@ -1,32 +1,42 @@
 //! The create and delete workflows on the Duroxide runtime (duroxide-pg on a real PostgreSQL)
 //! with the real local backend: real `postgres` processes, real ports, real data dirs.
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use support::plane::{InProcessPlane, PlaneOptions, delete_all_instances};
+use support::{OPERATION_LIMIT, TestResult, port_is_open, query_with_password};
 use toygres_activities::backend::Backend;
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
 use toygres_activities::metadata::MetadataStore;
 use toygres_activities::model::{Expose, InstanceState, OperationStatus};
-use toygres_activities::registry::ActivityDeps;
 use toygres_activities::seal::SecretKey;
 use toygres_activities::testkit;
 use toygres_activities::validation::InstanceName;
 use toygres_orchestrations::types::CreateLimits;
-use toygres_server::runtime::{RuntimeSettings, Workflows, open_store};
-use toygres_server::service::{ControlPlane, CreateRequest};
+use toygres_server::service::CreateRequest;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-const OPERATION_LIMIT: Duration = Duration::from_secs(120);
-
+/// The in-process plane on the local backend (or a wrapper of it).
 struct Harness {
-    plane: ControlPlane,
-    workflows: Option<Workflows>,
+    in_process: InProcessPlane,
     backend: LocalBackend,
-    deps: ActivityDeps,
-    database_url: String,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = InProcessPlane;
+
+    fn deref(&self) -> &InProcessPlane {
+        &self.in_process
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut InProcessPlane {
+        &mut self.in_process
+    }
 }
 
 impl Harness {
@@ -35,66 +45,27 @@ impl Harness {
         backend_override: Option<Arc<dyn Backend>>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let dir = testkit::shared_tempdir()?;
-        let database_url = testkit::fresh_database().await?;
-        let metadata = MetadataStore::connect(&database_url, 5).await?;
-        metadata.migrate().await?;
         let backend = LocalBackend::new(LocalConfig {
             root: dir.path().join("instances"),
             bin_dir: None,
             ports: testkit::port_range_for(test, 20),
         })?;
-        let secret_key = SecretKey::generate();
-        let deps = ActivityDeps {
-            backend: backend_override.unwrap_or_else(|| Arc::new(backend.clone())),
-            metadata: metadata.clone(),
-            secret_key: secret_key.clone(),
-            step_delay: None,
-        };
-        let workflows = Workflows::start(
-            open_store(&database_url).await?,
-            deps.clone(),
-            &RuntimeSettings::default(),
-        )
-        .await;
-        let plane = ControlPlane {
-            metadata,
-            client: workflows.client.clone(),
-            backend_kind: "local".into(),
-            versions: backend.versions(),
-            secret_key,
-            create_limits: CreateLimits {
-                ready_timeout_ms: 30_000,
-                ..CreateLimits::default()
+        let in_process = InProcessPlane::start(
+            backend_override.unwrap_or_else(|| Arc::new(backend.clone())),
+            PlaneOptions {
+                create_limits: CreateLimits {
+                    ready_timeout_ms: 30_000,
+                    ..CreateLimits::default()
+                },
+                ..PlaneOptions::default()
             },
-            delete_limits: toygres_orchestrations::types::DeleteLimits::default(),
-            health: toygres_orchestrations::types::HealthSettings::default(),
-            drift_interval: Duration::from_secs(60),
-            drift_grace: Duration::from_secs(300),
-        };
+        )
+        .await?;
         Ok(Self {
-            plane,
-            workflows: Some(workflows),
+            in_process,
             backend,
-            deps,
-            database_url,
             _dir: dir,
         })
-    }
-
-    /// Stops the runtime (as a crash or shutdown would) and starts a new one on the same store.
-    async fn restart_runtime(&mut self) -> TestResult {
-        if let Some(workflows) = self.workflows.take() {
-            workflows.shutdown(Duration::from_millis(100)).await;
-        }
-        let workflows = Workflows::start(
-            open_store(&self.database_url).await?,
-            self.deps.clone(),
-            &RuntimeSettings::default(),
-        )
-        .await;
-        self.plane.client = workflows.client.clone();
-        self.workflows = Some(workflows);
-        Ok(())
     }
 
     fn instance_dir(&self, name: &str) -> PathBuf {
@@ -112,21 +83,7 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         // Never leave postgres processes behind, whatever the test did.
-        let backend = self.backend.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                for name in backend.list_owned().await.unwrap_or_default() {
-                    let _ = backend.delete(&name).await;
-                }
-            });
-        })
-        .join();
+        delete_all_instances(&self.backend);
     }
 }
 
@@ -145,35 +102,11 @@ fn request(
     })
 }
 
-async fn query_with_password(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .dbname("postgres")
-        .password(password)
-        .connect_timeout(Duration::from_secs(5))
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
-    let row = client.query_one("SELECT 40 + 2", &[]).await?;
-    row.try_get(0)
-}
-
-fn port_is_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
-        .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_connect_delete_round_trip() -> TestResult {
     let harness = Harness::start("create_connect_delete_round_trip", None).await?;
-    let accepted = harness.plane.create(request("orders-db", None)?).await?;
+    let (accepted, done) = harness.create_and_wait(request("orders-db", None)?).await?;
     assert_eq!(accepted.password.len(), 32);
-    let done = harness
-        .plane
-        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
-        .await?;
     assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
     let result = done.record.result.clone().unwrap_or_default();
     assert!(
@@ -201,14 +134,7 @@ async fn create_connect_delete_round_trip() -> TestResult {
     );
     assert!(!instance.sealed_password.contains(&accepted.password));
 
-    let deleted = harness
-        .plane
-        .delete(&InstanceName::parse("orders-db")?, None)
-        .await?;
-    let done = harness
-        .plane
-        .wait_terminal(&deleted.operation.record.id, OPERATION_LIMIT)
-        .await?;
+    let done = harness.delete_and_wait("orders-db").await?;
     assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
     let gone = harness
         .plane
@@ -393,11 +319,7 @@ async fn a_failed_deploy_ends_failed_and_leaves_nothing_behind() -> TestResult {
         ports: testkit::port_range_for(test, 20),
     })?;
     let harness = Harness::start(test, Some(Arc::new(FailingDeploy(inner.clone())))).await?;
-    let accepted = harness.plane.create(request("doomed", None)?).await?;
-    let done = harness
-        .plane
-        .wait_terminal(&accepted.operation.record.id, OPERATION_LIMIT)
-        .await?;
+    let (_, done) = harness.create_and_wait(request("doomed", None)?).await?;
     assert_eq!(done.status, OperationStatus::Failed);
     let error = done.error.ok_or("no error")?;
     assert_eq!(error.code.as_str(), "deploy_failed");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod plane;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -325,6 +327,26 @@ impl Server {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls `/instances/{name}` until `check` holds (at most `limit`), and returns it.
+    pub async fn wait_instance(
+        &self,
+        name: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, TestError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let instance = self.get(&format!("/instances/{name}")).await?.body;
+            if check(&instance) {
+                return Ok(instance);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{name} never reached the expected state: {instance}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
