@@ -1,7 +1,7 @@
 //! Connecting to an instance with its own credentials, as a user would, over the connection
 //! its backend opens ([`Backend::dial`]).
 
-use crate::backend::{Backend, Endpoint};
+use crate::backend::{Backend, BackendError, Endpoint};
 use crate::validation::InstanceName;
 use std::time::Duration;
 
@@ -38,12 +38,23 @@ pub enum ProbeError {
     /// No answer within the timeout.
     #[error("no answer within {0} ms")]
     Timeout(u128),
-    /// No connection could be opened.
+    /// The backend could not open a connection.
     #[error("unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(#[from] BackendError),
     /// Connecting or querying failed.
     #[error("{0}")]
     Postgres(String),
+}
+
+impl ProbeError {
+    /// Whether another attempt may succeed (all but a connection the backend refuses for good,
+    /// such as a port-forward its Role forbids).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProbeError::Unreachable(error) => error.is_retryable(),
+            ProbeError::Timeout(_) | ProbeError::Postgres(_) => true,
+        }
+    }
 }
 
 /// Connects (with `timeout` for connect and query together) and returns `SELECT version()`.
@@ -86,7 +97,7 @@ async fn query_text(
         let stream = backend
             .dial(&target.name, &endpoint)
             .await
-            .map_err(|error| ProbeError::Unreachable(error.to_string()))?;
+            .map_err(ProbeError::Unreachable)?;
         let mut config = tokio_postgres::Config::new();
         config
             .user(&target.user)

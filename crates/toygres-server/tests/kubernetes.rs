@@ -22,6 +22,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams};
 use kube_fake_client::{ClientBuilder, interceptor};
+use reqwest::StatusCode;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,6 +58,8 @@ enum Transport {
     /// Over HTTP to a [`TestApiServer`], tunnelling to internal instances as a server outside
     /// the cluster does.
     Http,
+    /// As `Http`, with every port-forward forbidden (a Role without `pods/portforward`).
+    HttpForwardsForbidden,
 }
 
 struct Harness {
@@ -76,15 +79,22 @@ fn pods_on(local: LocalBackend) -> PortMap {
     Arc::new(move |_namespace, pod, port| {
         let local = local.clone();
         Box::pin(async move {
-            let container_port = manifests::container_port().ok()?;
-            let name = InstanceName::parse(pod.strip_suffix("-0")?).ok()?;
-            if port != container_port {
-                return None;
-            }
-            let endpoint = local.endpoint(&name).await.ok()?;
-            format!("{}:{}", endpoint.host, endpoint.port).parse().ok()
+            let address = async {
+                let name = InstanceName::parse(pod.strip_suffix("-0")?).ok()?;
+                if port != manifests::container_port().ok()? {
+                    return None;
+                }
+                let endpoint = local.endpoint(&name).await.ok()?;
+                format!("{}:{}", endpoint.host, endpoint.port).parse().ok()
+            };
+            address.await.ok_or(StatusCode::NOT_FOUND)
         })
     })
+}
+
+/// Refuses every port-forward, as an API server does for a Role without `pods/portforward`.
+fn forbidden() -> PortMap {
+    Arc::new(|_namespace, _pod, _port| Box::pin(async { Err(StatusCode::FORBIDDEN) }))
 }
 
 impl Harness {
@@ -109,8 +119,13 @@ impl Harness {
         let client = builder.build().await?;
         let (api_server, backend_client, connect) = match transport {
             Transport::InMemory => (None, client.clone(), ConnectMode::Direct),
-            Transport::Http => {
-                let server = TestApiServer::start(client.clone(), pods_on(local.clone())).await?;
+            Transport::Http | Transport::HttpForwardsForbidden => {
+                let forwards = if transport == Transport::Http {
+                    pods_on(local.clone())
+                } else {
+                    forbidden()
+                };
+                let server = TestApiServer::start(client.clone(), forwards).await?;
                 let http_client = server.client(NS)?;
                 (Some(server), http_client, ConnectMode::PortForward)
             }
@@ -422,7 +437,11 @@ async fn a_forward_the_pod_refuses_fails_at_once_with_the_reason() -> TestResult
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let ports: PortMap = Arc::new(move |_namespace, pod, _port| {
-        Box::pin(async move { (pod == "refusing-0").then_some(closed) })
+        Box::pin(async move {
+            (pod == "refusing-0")
+                .then_some(closed)
+                .ok_or(StatusCode::NOT_FOUND)
+        })
     });
     let server = TestApiServer::start(client, ports).await?;
     let backend = KubernetesBackend::new(
@@ -459,10 +478,41 @@ async fn a_forward_the_pod_refuses_fails_at_once_with_the_reason() -> TestResult
 
     // No such pod: the API server refuses the upgrade, and a retry may find the pod.
     let missing = select_one(&backend, &target("missing")?, Duration::from_secs(20)).await;
-    let Err(ProbeError::Unreachable(message)) = missing else {
+    let Err(ProbeError::Unreachable(error)) = missing else {
         return Err(format!("expected an unreachable pod, got {missing:?}").into());
     };
-    assert!(message.contains("404"), "{message}");
+    assert!(error.to_string().contains("404"), "{error}");
+    assert!(error.is_retryable(), "the pod may appear: {error}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_port_forward_fails_the_create_without_retrying() -> TestResult {
+    let harness = Harness::start(
+        "k8s_forbidden_forward",
+        None,
+        Transport::HttpForwardsForbidden,
+    )
+    .await?;
+    let (_, done) = harness.create_and_wait(internal_request("sealed")?).await?;
+    assert_eq!(done.status, OperationStatus::Failed);
+    let error = done.error.ok_or("no error recorded")?;
+    assert_eq!(error.code.as_str(), "connection_failed", "{error:?}");
+    assert!(
+        error.message.contains("pods/portforward"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        harness.forwards_to("sealed")?,
+        1,
+        "no retry can fix a forbidden forward"
+    );
+    assert_eq!(
+        harness.everything_labelled("sealed").await?,
+        Vec::<String>::new(),
+        "the failed create cleaned up"
+    );
     Ok(())
 }
 

@@ -34,7 +34,12 @@ pub async fn run(
     )
     .await
     .map_err(|error| {
-        ActivityError::transient(ErrorCode::ConnectionFailed, format!("{target:?}: {error}"))
+        let message = format!("{target:?}: {error}");
+        if error.is_retryable() {
+            ActivityError::transient(ErrorCode::ConnectionFailed, message)
+        } else {
+            ActivityError::permanent(ErrorCode::ConnectionFailed, message)
+        }
     })?;
     Ok(TestConnectionOutput { server_version })
 }

@@ -29,9 +29,14 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 /// The WebSocket subprotocol of pod port-forwards.
 const PORT_FORWARD_PROTOCOL: &str = "v4.channel.k8s.io";
 
-/// Where a forward to `(namespace, pod, port)` goes; `None` when the pod does not exist.
+/// Where a forward to `(namespace, pod, port)` goes, or the status the API server answers
+/// instead (404 when the pod does not exist, 403 to play a Role without `pods/portforward`).
 pub type PortMap = Arc<
-    dyn Fn(String, String, u16) -> Pin<Box<dyn Future<Output = Option<SocketAddr>> + Send>>
+    dyn Fn(
+            String,
+            String,
+            u16,
+        ) -> Pin<Box<dyn Future<Output = Result<SocketAddr, StatusCode>> + Send>>
         + Send
         + Sync,
 >;
@@ -301,8 +306,11 @@ async fn port_forward(
     let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return status(StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key");
     };
-    let Some(target) = (state.ports)(namespace.to_string(), pod.to_string(), *port).await else {
-        return status(StatusCode::NOT_FOUND, &format!("pods \"{pod}\" not found"));
+    let target = match (state.ports)(namespace.to_string(), pod.to_string(), *port).await {
+        Ok(target) => target,
+        Err(code) => {
+            return status(code, &format!("port-forward to pod {pod} refused ({code})"));
+        }
     };
     let upgrading = hyper::upgrade::on(&mut request);
     let port = *port;

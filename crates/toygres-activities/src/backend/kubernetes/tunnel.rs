@@ -143,3 +143,31 @@ impl Drop for PodTunnel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::classify_upgrade;
+    use kube::client::UpgradeConnectionError::ProtocolSwitch;
+
+    fn refused(status: u16) -> Result<bool, http::status::InvalidStatusCode> {
+        let status = http::StatusCode::from_u16(status)?;
+        let error = classify_upgrade(
+            "forwarding",
+            kube::Error::UpgradeConnection(ProtocolSwitch(status)),
+        );
+        Ok(error.is_retryable())
+    }
+
+    #[test]
+    fn a_forbidden_forward_is_final_and_others_are_retried()
+    -> Result<(), http::status::InvalidStatusCode> {
+        assert!(
+            !refused(403)?,
+            "the Role lacks pods/portforward: no retry fixes it"
+        );
+        assert!(refused(404)?, "the pod may not exist yet");
+        assert!(refused(500)?);
+        assert!(refused(503)?);
+        Ok(())
+    }
+}
