@@ -149,29 +149,39 @@ impl Drop for Workspace {
         // Stop every instance and the embedded database this test started.
         let instances = self.instances_dir();
         let controlplane = self.data_dir().join("controlplane");
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                if instances.exists()
-                    && let Ok(backend) = LocalBackend::new(LocalConfig {
-                        root: instances,
-                        bin_dir: None,
-                        ports: 1..=1,
-                    })
-                {
-                    for name in backend.list_owned().await.unwrap_or_default() {
-                        let _ = backend.delete(&name).await;
-                    }
-                }
-                let _ = EmbeddedPostgres::stop_in(&controlplane, None).await;
-            });
-        })
-        .join();
+        block_on_own_thread(async move {
+            if instances.exists()
+                && let Ok(backend) = LocalBackend::new(LocalConfig {
+                    root: instances,
+                    bin_dir: None,
+                    ports: 1..=1,
+                })
+            {
+                delete_all(&backend).await;
+            }
+            let _ = EmbeddedPostgres::stop_in(&controlplane, None).await;
+        });
+    }
+}
+
+/// Runs `work` to its end on a thread and runtime of its own, so that `Drop` can wait for
+/// async cleanup even inside a test's runtime.
+pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(work);
+        }
+    })
+    .join();
+}
+
+/// Deletes every instance of `backend`, ignoring failures (for cleanup).
+pub async fn delete_all(backend: &LocalBackend) {
+    for name in backend.list_owned().await.unwrap_or_default() {
+        let _ = backend.delete(&name).await;
     }
 }
 

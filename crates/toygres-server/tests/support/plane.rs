@@ -120,18 +120,5 @@ impl InProcessPlane {
 /// Deletes every instance of `backend`, on a thread of its own so that `Drop` can call it.
 pub fn delete_all_instances(backend: &LocalBackend) {
     let backend = backend.clone();
-    let _ = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            for name in backend.list_owned().await.unwrap_or_default() {
-                let _ = backend.delete(&name).await;
-            }
-        });
-    })
-    .join();
+    super::block_on_own_thread(async move { super::delete_all(&backend).await });
 }
