@@ -359,6 +359,11 @@ where
                 format!("error forwarding port {port}: dial {target}: {error}").as_bytes(),
             );
             let _ = socket.send(Message::binary(frame)).await;
+            // Leave the closing to the client, which has the error now. (Closing at once
+            // races it: kube-rs may then fail its next write on the closed socket and report
+            // only "connection closed", dropping the error frame it had not yet handled.)
+            let client_closed = async { while let Some(Ok(_)) = socket.next().await {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client_closed).await;
             let _ = socket.close(None).await;
             return;
         }
