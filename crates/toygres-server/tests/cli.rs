@@ -4,37 +4,9 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Stdio;
+use support::process::{Run, run};
 use support::*;
-use tokio::io::AsyncWriteExt as _;
 use toygres_server::cli::exit;
-
-/// What one run of the CLI did.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Fails the test, with the output, unless the exit code is `expected`.
-    fn expect(self, expected: u8) -> Result<Run, TestError> {
-        if self.code != i32::from(expected) {
-            return Err(format!(
-                "expected exit code {expected}, got {}\nstdout:\n{}\nstderr:\n{}",
-                self.code, self.stdout, self.stderr
-            )
-            .into());
-        }
-        Ok(self)
-    }
-
-    /// Stdout as JSON.
-    fn json(&self) -> Result<Value, TestError> {
-        serde_json::from_str(&self.stdout)
-            .map_err(|error| format!("stdout is not JSON ({error}):\n{}", self.stdout).into())
-    }
-}
 
 /// Runs `toygres ARGS` against `url`, with `stdin` piped in when given. Stdout and stderr are
 /// pipes, not terminals: progress comes as plain lines.
@@ -45,24 +17,8 @@ async fn toygres(url: &str, args: &[&str], stdin: Option<&str>) -> Result<Run, T
         .args(args)
         .env("TOYGRES_URL", url)
         .env_remove("TOYGRES_TOKEN")
-        .current_dir(scratch.path())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn()?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await?;
-    }
-    let output = tokio::time::timeout(OPERATION_LIMIT, child.wait_with_output()).await??;
-    Ok(Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout)?,
-        stderr: String::from_utf8(output.stderr)?,
-    })
+        .current_dir(scratch.path());
+    run(command, stdin).await
 }
 
 fn port_of(instance: &Value) -> Result<u16, TestError> {
@@ -88,7 +44,7 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::SUCCESS)?;
+    .expect_exit(exit::SUCCESS)?;
     let password = created
         .stdout
         .lines()
@@ -117,15 +73,17 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
     // get and list: tables, and -o json exactly as the server sent it.
     let shown = toygres(url, &["get", "orders-db"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     let uri = text(&instance.body["connection_uri"], "connection_uri")?;
     assert!(shown.stdout.contains(uri), "{}", shown.stdout);
     assert!(!shown.stdout.contains(&password));
     let shown = toygres(url, &["get", "orders-db", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert_eq!(shown.stdout.trim_end(), instance.text);
-    let listed = toygres(url, &["list"], None).await?.expect(exit::SUCCESS)?;
+    let listed = toygres(url, &["list"], None)
+        .await?
+        .expect_exit(exit::SUCCESS)?;
     let rows: Vec<&str> = listed.stdout.lines().collect();
     assert!(rows[0].starts_with("NAME"), "{}", listed.stdout);
     assert!(
@@ -135,14 +93,14 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
     );
     let listed = toygres(url, &["list", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["items"][0], instance.body);
     assert_eq!(listed["next_cursor"], Value::Null);
     let deleted_ones = toygres(url, &["list", "--state", "deleted", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(deleted_ones["items"], serde_json::json!([]));
 
@@ -153,28 +111,28 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::SUCCESS)?
+    .expect_exit(exit::SUCCESS)?
     .json()?;
     let create_id = text(&operations["items"][0]["id"], "id")?.to_string();
     assert_eq!(operations["items"].as_array().map(Vec::len), Some(1));
     let operation = toygres(url, &["op", "get", &create_id, "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     let from_server = server.get(&format!("/operations/{create_id}")).await?;
     assert_eq!(operation.stdout.trim_end(), from_server.text);
     let waited = toygres(url, &["op", "wait", &create_id], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(waited.stdout.contains("succeeded"), "{}", waited.stdout);
     let table = toygres(url, &["op", "list"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(table.stdout.contains(&create_id), "{}", table.stdout);
 
     // Errors and their exit codes.
     let duplicate = toygres(url, &["create", "orders-db"], None)
         .await?
-        .expect(exit::CONFLICT)?;
+        .expect_exit(exit::CONFLICT)?;
     assert!(
         duplicate.stderr.contains("name_in_use"),
         "{}",
@@ -186,7 +144,7 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
     );
     let invalid = toygres(url, &["create", "old-db", "--postgres-version", "9"], None)
         .await?
-        .expect(exit::USAGE)?;
+        .expect_exit(exit::USAGE)?;
     assert!(
         invalid.stderr.contains("postgres_version"),
         "{}",
@@ -199,7 +157,9 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
         &["op", "get", "op_nope"],
         &["op", "wait", "op_nope"],
     ] {
-        let missing = toygres(url, args, None).await?.expect(exit::NOT_FOUND)?;
+        let missing = toygres(url, args, None)
+            .await?
+            .expect_exit(exit::NOT_FOUND)?;
         assert!(
             missing.stderr.contains("not_found"),
             "{args:?}: {}",
@@ -222,7 +182,7 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
         Some(&format!("{given}\n")),
     )
     .await?
-    .expect(exit::SUCCESS)?;
+    .expect_exit(exit::SUCCESS)?;
     assert!(!second.stderr.contains(given), "{}", second.stderr);
     let second = second.json()?;
     assert_eq!(second["password"], given);
@@ -236,7 +196,7 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
     // delete --wait (table), then delete without waiting (JSON) and op wait.
     let deleted = toygres(url, &["delete", "orders-db", "--wait"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(
         deleted.stdout.contains("Instance orders-db deleted."),
         "{}",
@@ -244,21 +204,23 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
     );
     let gone = toygres(url, &["get", "orders-db", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(gone["state"], "deleted");
     let accepted = toygres(url, &["delete", "second", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     let delete_id = text(&accepted["operation"]["id"], "operation id")?;
     let waited = toygres(url, &["op", "wait", delete_id, "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(waited["status"], "succeeded");
     assert_eq!(waited["kind"], "delete");
-    let empty = toygres(url, &["list"], None).await?.expect(exit::SUCCESS)?;
+    let empty = toygres(url, &["list"], None)
+        .await?
+        .expect_exit(exit::SUCCESS)?;
     assert_eq!(empty.stdout, "No instances.\n");
     assert!(
         !server.log().contains(&password) && !server.log().contains(given),
@@ -273,7 +235,7 @@ async fn bad_usage_and_an_unreachable_server_have_their_exit_codes() -> TestResu
 
     let help = toygres(&closed, &["--help"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(
         help.stdout.contains(exit::EXIT_CODES_HELP),
         "--help documents the exit codes:\n{}",
@@ -291,12 +253,14 @@ async fn bad_usage_and_an_unreachable_server_have_their_exit_codes() -> TestResu
         &["get", "db", "--ca-cert", "/nonexistent/ca.pem"],
         &["get", "db", "--url", "not a url"],
     ] {
-        toygres(&closed, args, None).await?.expect(exit::USAGE)?;
+        toygres(&closed, args, None)
+            .await?
+            .expect_exit(exit::USAGE)?;
     }
     // An empty stdin is refused before the server is asked.
     let empty = toygres(&closed, &["create", "db", "--password-stdin"], Some(""))
         .await?
-        .expect(exit::USAGE)?;
+        .expect_exit(exit::USAGE)?;
     assert!(empty.stderr.contains("stdin is empty"), "{}", empty.stderr);
 
     for args in [
@@ -309,7 +273,7 @@ async fn bad_usage_and_an_unreachable_server_have_their_exit_codes() -> TestResu
     ] {
         let run = toygres(&closed, args, None)
             .await?
-            .expect(exit::UNREACHABLE)?;
+            .expect_exit(exit::UNREACHABLE)?;
         assert!(
             run.stderr.contains("cannot reach the server at"),
             "{args:?}: {}",
@@ -333,7 +297,7 @@ async fn a_failed_create_exits_1_and_the_instance_can_be_deleted() -> TestResult
 
     let failed = toygres(url, &["create", "doomed", "--wait", "-o", "json"], None)
         .await?
-        .expect(exit::OPERATION_FAILED)?;
+        .expect_exit(exit::OPERATION_FAILED)?;
     assert!(
         failed
             .stderr
@@ -350,11 +314,11 @@ async fn a_failed_create_exits_1_and_the_instance_can_be_deleted() -> TestResult
 
     let waited = toygres(url, &["op", "wait", operation_id], None)
         .await?
-        .expect(exit::OPERATION_FAILED)?;
+        .expect_exit(exit::OPERATION_FAILED)?;
     assert!(waited.stdout.contains("deploy_failed"), "{}", waited.stdout);
     let shown = toygres(url, &["get", "doomed"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(
         shown.stdout.contains("state:             failed"),
         "{}",
@@ -384,10 +348,10 @@ async fn a_failed_create_exits_1_and_the_instance_can_be_deleted() -> TestResult
     // Recovery, as docs/operations.md says: delete the failed instance.
     toygres(url, &["delete", "doomed", "--wait"], None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     let gone = toygres(url, &["get", "doomed", "-o", "json"], None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(gone["state"], "deleted");
     drop(held);

@@ -10,40 +10,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::process::{Run, run};
 use support::*;
-use tokio::io::AsyncWriteExt as _;
 use toygres_server::cli::exit;
-
-/// What one run of a script did.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Fails the test, with the output, unless the exit code is `expected`.
-    fn expect(self, expected: u8) -> Result<Run, TestError> {
-        if self.code != i32::from(expected) {
-            return Err(format!(
-                "expected exit code {expected}, got {}\nstdout:\n{}\nstderr:\n{}",
-                self.code, self.stdout, self.stderr
-            )
-            .into());
-        }
-        Ok(self)
-    }
-
-    /// Stdout as JSON.
-    fn json(&self) -> Result<Value, TestError> {
-        serde_json::from_str(&self.stdout)
-            .map_err(|error| format!("stdout is not JSON ({error}):\n{}", self.stdout).into())
-    }
-}
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -63,27 +35,11 @@ async fn run_script(
     command
         .args(args)
         .env("TOYGRES_URL", url)
-        .env_remove("TOYGRES_TOKEN")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("TOYGRES_TOKEN");
     if let Some(token) = token {
         command.env("TOYGRES_TOKEN", token);
     }
-    let mut child = command.spawn()?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await?;
-    }
-    let output = tokio::time::timeout(OPERATION_LIMIT, child.wait_with_output()).await??;
-    Ok(Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout)?,
-        stderr: String::from_utf8(output.stderr)?,
-    })
+    run(command, stdin).await
 }
 
 fn text<'a>(value: &'a Value, what: &str) -> Result<&'a str, TestError> {
@@ -109,7 +65,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
     for name in SCRIPTS {
         let help = run_script(name, &["-h"], url, None, None)
             .await?
-            .expect(exit::SUCCESS)?;
+            .expect_exit(exit::SUCCESS)?;
         assert!(
             help.stdout.starts_with("Usage: "),
             "{name}: {}",
@@ -119,7 +75,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         assert!(help.stdout.contains("TOYGRES_TOKEN"), "{name}");
         run_script(name, &["--no-such-option"], url, None, None)
             .await?
-            .expect(exit::USAGE)?;
+            .expect_exit(exit::USAGE)?;
     }
 
     let created = run_script(
@@ -130,13 +86,13 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::SUCCESS)?
+    .expect_exit(exit::SUCCESS)?
     .json()?;
     let password = text(&created["password"], "password")?;
     let create_id = text(&created["operation"]["id"], "operation id")?;
     let done = run_script("wait-operation.sh", &[create_id], url, None, None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert!(
         done.stderr.contains("create scripted-db: succeeded (5/5)"),
         "{}",
@@ -146,7 +102,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
 
     let shown = run_script("get-instance.sh", &["scripted-db"], url, None, None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     let instance = shown.json()?;
     assert_eq!(instance["state"], "running");
     assert_eq!(instance["storage_gb"], 3);
@@ -156,7 +112,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
 
     let listed = run_script("list-instances.sh", &[], url, None, None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["items"][0], instance);
@@ -168,14 +124,14 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::SUCCESS)?
+    .expect_exit(exit::SUCCESS)?
     .json()?;
     assert_eq!(deleted_ones["items"], serde_json::json!([]));
 
     // Errors: the exit codes of the CLI.
     run_script("create-instance.sh", &["scripted-db"], url, None, None)
         .await?
-        .expect(exit::CONFLICT)?;
+        .expect_exit(exit::CONFLICT)?;
     let invalid = run_script(
         "create-instance.sh",
         &["other", "--postgres-version", "9"],
@@ -184,7 +140,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::USAGE)?;
+    .expect_exit(exit::USAGE)?;
     assert!(
         invalid.stderr.contains("postgres_version"),
         "{}",
@@ -198,7 +154,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         None,
     )
     .await?
-    .expect(exit::USAGE)?;
+    .expect_exit(exit::USAGE)?;
     for (name, arg) in [
         ("get-instance.sh", "nope"),
         ("delete-instance.sh", "nope"),
@@ -206,7 +162,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
     ] {
         let missing = run_script(name, &[arg], url, None, None)
             .await?
-            .expect(exit::NOT_FOUND)?;
+            .expect_exit(exit::NOT_FOUND)?;
         assert!(
             missing.stderr.contains("HTTP 404"),
             "{name}: {}",
@@ -224,7 +180,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         Some(&format!("{given}\n")),
     )
     .await?
-    .expect(exit::SUCCESS)?
+    .expect_exit(exit::SUCCESS)?
     .json()?;
     assert_eq!(with_password["password"], given);
     let replayed = run_script(
@@ -235,7 +191,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
         Some(given),
     )
     .await?
-    .expect(exit::SUCCESS)?
+    .expect_exit(exit::SUCCESS)?
     .json()?;
     assert_eq!(
         replayed["operation"]["id"],
@@ -245,21 +201,21 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
     for name in ["scripted-db", "second"] {
         let accepted = run_script("delete-instance.sh", &[name], url, None, None)
             .await?
-            .expect(exit::SUCCESS)?
+            .expect_exit(exit::SUCCESS)?
             .json()?;
         let delete_id = text(&accepted["operation"]["id"], "operation id")?;
         run_script("wait-operation.sh", &[delete_id], url, None, None)
             .await?
-            .expect(exit::SUCCESS)?;
+            .expect_exit(exit::SUCCESS)?;
     }
     let gone = run_script("get-instance.sh", &["scripted-db"], url, None, None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(gone["state"], "deleted");
     let empty = run_script("list-instances.sh", &[], url, None, None)
         .await?
-        .expect(exit::SUCCESS)?
+        .expect_exit(exit::SUCCESS)?
         .json()?;
     assert_eq!(empty["items"], serde_json::json!([]));
 
@@ -271,7 +227,7 @@ async fn scripts_create_wait_get_list_delete() -> TestResult {
     ] {
         let unreachable = run_script(name, args, &closed, None, None)
             .await?
-            .expect(exit::UNREACHABLE)?;
+            .expect_exit(exit::UNREACHABLE)?;
         assert!(
             unreachable.stderr.contains("cannot reach the server"),
             "{name}: {}",
@@ -331,14 +287,14 @@ async fn wait_operation_sends_the_token_and_honours_retry_after() -> TestResult 
 
     let refused = run_script("wait-operation.sh", &["op_1"], &url, None, None)
         .await?
-        .expect(exit::AUTH)?;
+        .expect_exit(exit::AUTH)?;
     assert!(refused.stderr.contains("HTTP 401"), "{}", refused.stderr);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     let started = Instant::now();
     let waited = run_script("wait-operation.sh", &["op_1"], &url, Some("s3cr3t"), None)
         .await?
-        .expect(exit::SUCCESS)?;
+        .expect_exit(exit::SUCCESS)?;
     assert_eq!(waited.stdout.trim_end(), operation("succeeded"));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // Two pauses of Retry-After: 2 s, where the default interval is 1 s.

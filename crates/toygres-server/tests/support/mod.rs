@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod plane;
+pub mod process;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
