@@ -736,16 +736,7 @@ fn settings_lines(path: &Path) -> Result<Vec<String>, TestError> {
 
 /// What PostgreSQL stores for the superuser's password, read with that password.
 async fn stored_password(port: u16, password: &str) -> Result<String, TestError> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .dbname("postgres")
-        .password(password)
-        .connect_timeout(Duration::from_secs(5))
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
+    let client = connect_as_owner(port, password).await?;
     let row = client
         .query_one(
             "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",

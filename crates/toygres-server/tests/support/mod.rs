@@ -435,6 +435,15 @@ pub fn port_is_open(port: u16) -> bool {
 
 /// Runs `SELECT 40 + 2` on an instance with a password.
 pub async fn query_with_password(port: u16, password: &str) -> Result<i32, tokio_postgres::Error> {
+    let client = connect_as_owner(port, password).await?;
+    client.query_one("SELECT 40 + 2", &[]).await?.try_get(0)
+}
+
+/// Connects to the instance on 127.0.0.1:`port` as `postgres` with `password`.
+pub async fn connect_as_owner(
+    port: u16,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
         .port(port)
@@ -445,7 +454,7 @@ pub async fn query_with_password(port: u16, password: &str) -> Result<i32, tokio
         .connect(tokio_postgres::NoTls)
         .await?;
     tokio::spawn(connection);
-    client.query_one("SELECT 40 + 2", &[]).await?.try_get(0)
+    Ok(client)
 }
 
 /// The folders under `root` (instance dirs).

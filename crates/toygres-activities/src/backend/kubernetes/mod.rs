@@ -227,7 +227,8 @@ fn is_load_balancer(service: &Service) -> bool {
     service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer")
 }
 
-fn pod_is_ready(pod: &Pod) -> bool {
+/// Whether the pod has condition `Ready=True`.
+pub(crate) fn pod_is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|status| status.conditions.as_ref())

@@ -144,16 +144,7 @@ async fn run_statefulset(
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod_name = manifests::pod_name(&name);
     let existing = pods.get_opt(&pod_name).await?;
-    let was_ready = existing.as_ref().map(|pod| {
-        pod.status
-            .as_ref()
-            .and_then(|status| status.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-    });
+    let was_ready = existing.as_ref().map(super::pod_is_ready);
     if was_ready == Some(ready) {
         return Ok(());
     }
