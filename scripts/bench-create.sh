@@ -67,7 +67,7 @@ field() {
 server_once() {
     local i="$1" start end op status
     start=$(now_ms)
-    op=$(field "$(curl -sf -X POST "http://127.0.0.1:$PORT_API/instances" -d "{\"name\":\"bench-$i\"}")" id)
+    op=$(field "$(curl -sf -X POST "http://127.0.0.1:$PORT_API/instances" -H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\"}")" id)
     while :; do
         status=$(field "$(curl -sf "http://127.0.0.1:$PORT_API/operations/$op")" status)
         case "$status" in

@@ -77,7 +77,7 @@ measure() {
 
 echo "starting the server and one real instance" >&2
 start_server
-OP=$(curl -sf -X POST "$BASE/instances" -d '{"name":"target"}' | grep -o '"operation":{"id":"[^"]*"' | cut -d'"' -f6)
+OP=$(curl -sf -X POST "$BASE/instances" -H 'Content-Type: application/json' -d '{"name":"target"}' | grep -o '"operation":{"id":"[^"]*"' | cut -d'"' -f6)
 until curl -sf "$BASE/operations/$OP" | grep -q '"status":"succeeded"'; do sleep 0.2; done
 sleep 35   # its first health check has run
 

@@ -1,0 +1,282 @@
+//! Where instances run. [`Backend`] is what the activities need from one; [`local`] runs one
+//! `postgres` process per instance on this machine.
+
+pub mod faulty;
+pub mod kubernetes;
+pub mod local;
+
+use crate::model::Expose;
+use crate::validation::InstanceName;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream to an instance's PostgreSQL port: a TCP connection, or a tunnel such as a
+/// Kubernetes port-forward.
+pub trait InstanceIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> InstanceIo for T {}
+
+/// An open connection to an instance, as [`Backend::dial`] returns it.
+pub type InstanceStream = Box<dyn InstanceIo>;
+
+/// Opens a TCP connection to `endpoint` (every address its host resolves to, in turn).
+pub async fn dial_tcp(endpoint: &Endpoint) -> Result<InstanceStream, BackendError> {
+    let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|error| {
+            BackendError::Transient(format!(
+                "connecting to {}:{}: {error}",
+                endpoint.host, endpoint.port
+            ))
+        })?;
+    // Probes exchange a few small messages; don't hold them back.
+    let _ = stream.set_nodelay(true);
+    Ok(Box::new(stream))
+}
+
+/// What to deploy.
+#[derive(Clone)]
+pub struct DeploySpec {
+    /// The instance name.
+    pub name: InstanceName,
+    /// Unique per instance incarnation: resources of an older instance with the same name are
+    /// not adopted but replaced.
+    pub uid: String,
+    /// The major PostgreSQL version, one that [`Backend::versions`] offers.
+    pub postgres_version: String,
+    /// Requested storage in GiB.
+    pub storage_gb: u32,
+    /// The bootstrap superuser (`toygres_admin`; `postgres` for instances created before the
+    /// control plane had roles of its own).
+    pub superuser: String,
+    /// The bootstrap superuser's password as a SCRAM-SHA-256 verifier: what PostgreSQL keeps,
+    /// never the password itself.
+    pub superuser_verifier: String,
+    /// How clients reach the instance (the local backend serves loopback either way).
+    pub expose: Expose,
+    /// The DNS label a public instance asks for, where the backend supports one.
+    pub dns_label: Option<String>,
+}
+
+impl std::fmt::Debug for DeploySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploySpec")
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("postgres_version", &self.postgres_version)
+            .field("storage_gb", &self.storage_gb)
+            .field("superuser", &self.superuser)
+            .field("expose", &self.expose)
+            .field("dns_label", &self.dns_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a deploy found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// The resources were created now.
+    Created,
+    /// The resources already existed and are ours: adopted as they are.
+    Adopted,
+}
+
+/// Whether an instance accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// It accepts connections.
+    Ready,
+    /// It exists and is starting; the detail says what was seen.
+    NotReady(String),
+    /// It exists and its server was stopped on purpose (by [`Backend::stop`]).
+    Stopped,
+    /// Nothing is deployed under this name.
+    Missing,
+}
+
+/// One incarnation of an instance that has resources on a backend.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct OwnedInstance {
+    /// The instance name.
+    pub name: InstanceName,
+    /// Its incarnation (`None` for resources that carry no incarnation: they are never removed
+    /// by a sweep that names one).
+    pub uid: Option<String>,
+}
+
+/// How clients reach an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// A backend failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The requested PostgreSQL version is not offered.
+    #[error("PostgreSQL {requested} is not offered (offered: {offered})")]
+    UnsupportedVersion {
+        /// What was asked for.
+        requested: String,
+        /// What is offered, comma separated.
+        offered: String,
+    },
+    /// No free port is left in the configured range.
+    #[error("no free port in {0}")]
+    NoFreePort(String),
+    /// The instance has no resources.
+    #[error("instance {0} is not deployed")]
+    NotDeployed(String),
+    /// Something failed that may succeed on a retry.
+    #[error("{0}")]
+    Transient(String),
+    /// Something failed that a retry will not fix.
+    #[error("{0}")]
+    Permanent(String),
+    /// The backend cannot do this (the message says why), for example grow a volume whose
+    /// storage class cannot expand.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl BackendError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Transient(_) | BackendError::NoFreePort(_)
+        )
+    }
+}
+
+/// A place where PostgreSQL instances run. Every method is idempotent.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The backend's wire name (`local`, `kubernetes`).
+    fn kind(&self) -> &'static str;
+
+    /// The major PostgreSQL versions offered, oldest first.
+    fn versions(&self) -> Vec<String>;
+
+    /// Creates the instance's resources and starts it, or adopts them when they exist and are ours.
+    async fn deploy(&self, spec: &DeploySpec) -> Result<DeployOutcome, BackendError>;
+
+    /// Whether the instance accepts connections now (without waiting).
+    async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError>;
+
+    /// Waits until the instance accepts connections, is found missing, or `limit` passed
+    /// (then it answers [`Readiness::NotReady`] with what it saw last). The default asks
+    /// [`Backend::readiness`] with a backoff from 100 ms to 1 s, which keeps the load on a
+    /// remote API low; a backend with a cheap local check overrides it.
+    async fn wait_ready(
+        &self,
+        name: &InstanceName,
+        limit: std::time::Duration,
+    ) -> Result<Readiness, BackendError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            let readiness = self.readiness(name).await?;
+            if !matches!(readiness, Readiness::NotReady(_)) {
+                return Ok(readiness);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(readiness);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// How clients reach the instance.
+    async fn endpoint(&self, name: &InstanceName) -> Result<Endpoint, BackendError>;
+
+    /// The stable DNS name clients should use for the instance, where the backend gives it
+    /// one (a public Kubernetes instance's DNS label in the cloud's zone); it may take a while
+    /// to resolve after the create. `None` by default.
+    async fn dns_name(&self, name: &InstanceName) -> Result<Option<String>, BackendError> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Stops incarnation `uid` of instance `name` and removes every resource it has; succeeds
+    /// when nothing is there. Resources of another incarnation of the same name are never
+    /// touched.
+    async fn delete(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+
+    /// Every incarnation that has resources on this backend.
+    async fn list_owned(&self) -> Result<Vec<OwnedInstance>, BackendError>;
+
+    /// The incarnations whose server still exists (on Kubernetes: those with a StatefulSet),
+    /// when that is narrower than [`Backend::list_owned`]: a running instance not among them
+    /// has lost its backend even though other resources of it remain. `None` (the default):
+    /// every owned incarnation runs.
+    async fn list_running(&self) -> Result<Option<Vec<OwnedInstance>>, BackendError> {
+        Ok(None)
+    }
+
+    /// Stops the server of incarnation `uid` of instance `name`, keeping its data, and returns
+    /// once it is down. It stays down, also across restarts of the control plane, until
+    /// [`Backend::start`]; [`Backend::readiness`] reports it [`Readiness::Stopped`].
+    async fn stop(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+
+    /// Starts the server of a stopped incarnation again, with the data and endpoint it had,
+    /// without waiting for it to accept connections. Succeeds on a running one.
+    async fn start(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+
+    /// Restarts the server (a fast shutdown, then a start, without waiting for it to accept
+    /// connections). With `parameters`, the server runs with exactly these settings on its
+    /// command line from now on (every later start too); without, it keeps the ones it has.
+    async fn restart(
+        &self,
+        name: &InstanceName,
+        uid: &str,
+        parameters: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), BackendError>;
+
+    /// The backups this backend runs for its instances (`None`: it runs none, and backups,
+    /// verifies and restores are refused as [`BackendError::Unsupported`]).
+    fn backups(&self) -> Option<&dyn crate::backup::agent::InstanceBackups> {
+        None
+    }
+
+    /// Deploys a new instance whose data is restored from `source` (another incarnation's
+    /// backups) instead of made by initdb; otherwise like [`Backend::deploy`].
+    async fn deploy_restored(
+        &self,
+        _spec: &DeploySpec,
+        _source: &crate::backup::agent::RestoreSource,
+    ) -> Result<DeployOutcome, BackendError> {
+        Err(BackendError::Unsupported(format!(
+            "the {} backend does not run backups or restores yet",
+            self.kind()
+        )))
+    }
+
+    /// Grows the instance's storage to `storage_gb`, or says why it cannot
+    /// ([`BackendError::Unsupported`]).
+    async fn resize(
+        &self,
+        name: &InstanceName,
+        uid: &str,
+        storage_gb: u32,
+    ) -> Result<(), BackendError>;
+
+    /// Opens a connection to the PostgreSQL port of instance `name`, published at `endpoint`,
+    /// from where this server runs. A plain TCP connection unless the backend knows a better
+    /// way (Kubernetes tunnels to internal instances when the server runs outside the cluster).
+    async fn dial(
+        &self,
+        _name: &InstanceName,
+        endpoint: &Endpoint,
+    ) -> Result<InstanceStream, BackendError> {
+        dial_tcp(endpoint).await
+    }
+}
