@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct ConnectTarget {
     /// The instance.
     pub name: InstanceName,
+    /// Its namespace (`None`: the backend's default).
+    pub namespace: Option<String>,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -20,6 +22,13 @@ pub struct ConnectTarget {
     pub database: String,
     /// The password, in memory only.
     pub password: String,
+}
+
+impl ConnectTarget {
+    /// The instance, where its backend finds it.
+    pub fn instance(&self) -> crate::backend::InstanceRef<'_> {
+        crate::backend::InstanceRef::new(&self.name, self.namespace.as_deref())
+    }
 }
 
 impl std::fmt::Debug for ConnectTarget {
@@ -126,7 +135,7 @@ async fn query_text(
             port: target.port,
         };
         let stream = backend
-            .dial(&target.name, &endpoint)
+            .dial(target.instance(), &endpoint)
             .await
             .map_err(ProbeError::Unreachable)?;
         let mut config = tokio_postgres::Config::new();

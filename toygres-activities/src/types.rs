@@ -1,5 +1,6 @@
 //! Inputs and outputs of the activities. Passwords only ever appear sealed.
 
+use crate::backend::InstanceRef;
 pub use crate::backup::agent::{RestoreSource, RestoreTarget, Verification};
 pub use crate::backup::info::BackupSummary;
 use crate::error::ActivityError;
@@ -16,6 +17,10 @@ use std::collections::BTreeMap;
 pub struct DeployInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Instance incarnation id.
     pub uid: String,
     /// Major PostgreSQL version.
@@ -59,6 +64,10 @@ pub struct DeployOutput {
 pub struct WaitForReadyInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// How long the activity itself waits before reporting not-ready.
     pub wait_ms: u64,
 }
@@ -77,6 +86,10 @@ pub struct WaitForReadyOutput {
 pub struct ConnectionInfoInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// User to connect as.
     pub user: String,
     /// Database to connect to.
@@ -104,6 +117,10 @@ pub struct ConnectionInfo {
 pub struct TestConnectionInput {
     /// The instance's name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -130,6 +147,10 @@ pub struct TestConnectionOutput {
 pub struct DeletePostgresInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The incarnation whose resources go. Absent in inputs recorded before deletes named one:
     /// then every incarnation of the name goes but a running instance's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +162,10 @@ pub struct DeletePostgresInput {
 pub struct ConfigureRolesInput {
     /// The instance.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Host to connect to.
     pub host: String,
     /// Port to connect to.
@@ -282,6 +307,10 @@ pub struct CheckHealthInput {
     pub instance_id: i64,
     /// The instance's name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The monitor running the check.
     pub monitor_id: String,
     /// Unique per check, so a retried check is recorded once.
@@ -353,6 +382,10 @@ pub struct LostInstance {
     pub instance_id: i64,
     /// Its name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Output of `detect-drift`: where the metadata and the backend disagree.
@@ -371,6 +404,10 @@ pub struct DriftReport {
 pub struct OrphanedResources {
     /// The name they are under.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Their incarnation (`None` in reports recorded before incarnations were reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
@@ -394,6 +431,8 @@ enum OrphanRepr {
     Incarnation {
         name: InstanceName,
         #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
         uid: Option<String>,
     },
 }
@@ -401,8 +440,20 @@ enum OrphanRepr {
 impl From<OrphanRepr> for OrphanedResources {
     fn from(repr: OrphanRepr) -> Self {
         match repr {
-            OrphanRepr::Name(name) => Self { name, uid: None },
-            OrphanRepr::Incarnation { name, uid } => Self { name, uid },
+            OrphanRepr::Name(name) => Self {
+                name,
+                namespace: None,
+                uid: None,
+            },
+            OrphanRepr::Incarnation {
+                name,
+                namespace,
+                uid,
+            } => Self {
+                name,
+                namespace,
+                uid,
+            },
         }
     }
 }
@@ -412,6 +463,10 @@ impl From<OrphanRepr> for OrphanedResources {
 pub struct RemoveOrphanInput {
     /// The name the orphaned resources are under.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Their incarnation; absent in inputs recorded before incarnations were reported (then
     /// every incarnation of the name goes, unless a live instance has the name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +480,10 @@ pub struct MarkBackendLostInput {
     pub instance_id: i64,
     /// Its name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Input of `stop-postgres` and `start-postgres`: one incarnation of an instance.
@@ -432,6 +491,10 @@ pub struct MarkBackendLostInput {
 pub struct IncarnationInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its incarnation.
     pub uid: String,
 }
@@ -441,6 +504,10 @@ pub struct IncarnationInput {
 pub struct RestartPostgresInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its incarnation.
     pub uid: String,
     /// The settings the server runs with from now on (on its command line); absent: the ones
@@ -454,6 +521,10 @@ pub struct RestartPostgresInput {
 pub struct ResizeStorageInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its incarnation.
     pub uid: String,
     /// The new size in GiB (never less than the old).
@@ -465,6 +536,10 @@ pub struct ResizeStorageInput {
 pub struct AdminEndpoint {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Host to connect to.
     pub host: String,
     /// Port to connect to.
@@ -500,6 +575,10 @@ pub struct SetOwnerPasswordInput {
 pub struct ObserveInstanceInput {
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// How long to wait for a starting server to accept connections.
     pub wait_ms: u64,
 }
@@ -762,3 +841,34 @@ impl ActivityInput for SetOwnerPasswordInput {
         self.admin.name.as_str()
     }
 }
+
+/// `instance()` for inputs that name an instance and its namespace.
+macro_rules! placed {
+    ($($input:ty),* $(,)?) => {
+        $(impl $input {
+            /// The instance, where its backend finds it.
+            pub fn instance(&self) -> InstanceRef<'_> {
+                InstanceRef::new(&self.name, self.namespace.as_deref())
+            }
+        })*
+    };
+}
+
+placed!(
+    LostInstance,
+    MarkBackendLostInput,
+    DeployInput,
+    WaitForReadyInput,
+    ConnectionInfoInput,
+    TestConnectionInput,
+    DeletePostgresInput,
+    ConfigureRolesInput,
+    CheckHealthInput,
+    OrphanedResources,
+    RemoveOrphanInput,
+    IncarnationInput,
+    RestartPostgresInput,
+    ResizeStorageInput,
+    AdminEndpoint,
+    ObserveInstanceInput,
+);

@@ -78,6 +78,7 @@ impl<'a> Change<'a> {
         ));
         let observe = ObserveInstanceInput {
             name: self.target.name.clone(),
+            namespace: self.target.namespace.clone(),
             wait_ms: OBSERVE_WAIT_MS,
         };
         let seen = call::<_, ObservedState>(
@@ -230,6 +231,7 @@ impl<'a> Change<'a> {
         wait_until_ready(
             self.ctx,
             &self.target.name,
+            self.target.namespace.clone(),
             Duration::from_millis(self.target.limits.ready_timeout_ms),
             self.backend_policy(),
         )
@@ -247,6 +249,7 @@ impl<'a> Change<'a> {
         let limits = &self.target.limits;
         let probe = TestConnectionInput {
             name: self.target.name.clone(),
+            namespace: self.target.namespace.clone(),
             host: self.target.host.clone(),
             port: self.target.port,
             user: user.to_string(),
@@ -282,6 +285,7 @@ impl<'a> Change<'a> {
     pub fn admin(&self) -> AdminEndpoint {
         AdminEndpoint {
             name: self.target.name.clone(),
+            namespace: self.target.namespace.clone(),
             host: self.target.host.clone(),
             port: self.target.port,
             sealed_admin_password: self.target.sealed_admin_password.clone(),
@@ -353,6 +357,7 @@ impl<'a> Change<'a> {
             monitor_id: monitor_id.to_string(),
             instance_id: self.target.instance_id,
             name: self.target.name.clone(),
+            namespace: self.target.namespace.clone(),
             host: self.target.host.clone(),
             port: self.target.port,
             user: MONITOR.to_string(),

@@ -25,10 +25,20 @@ pub fn create_orchestration_registry() -> OrchestrationRegistry {
         )
         .register_versioned_typed(
             names::CREATE_INSTANCE,
+            create_instance::VERSION_1_3,
+            create_instance::run_1_3,
+        )
+        .register_versioned_typed(
+            names::CREATE_INSTANCE,
             create_instance::VERSION,
             create_instance::run,
         )
         .register_typed(names::DELETE_INSTANCE, delete_instance::run_1_0)
+        .register_versioned_typed(
+            names::DELETE_INSTANCE,
+            delete_instance::VERSION_1_1,
+            delete_instance::run_1_1,
+        )
         .register_versioned_typed(
             names::DELETE_INSTANCE,
             delete_instance::VERSION,

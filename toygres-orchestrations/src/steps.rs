@@ -182,16 +182,19 @@ const READY_POLL_MS: u64 = 2_000;
 /// The durable pause between wait-for-ready calls.
 const READY_PAUSE: Duration = Duration::from_millis(200);
 
-/// Waits until instance `name` accepts connections: short activity waits with a durable pause
-/// between them, within `limit` (past it, `deadline_exceeded`).
+/// Waits until instance `name` (in `namespace`; `None`: the backend's default) accepts
+/// connections: short activity waits with a durable pause between them, within `limit` (past
+/// it, `deadline_exceeded`).
 pub(crate) async fn wait_until_ready(
     ctx: &OrchestrationContext,
     name: &InstanceName,
+    namespace: Option<String>,
     limit: Duration,
     policy: StepPolicy,
 ) -> Result<(), ActivityError> {
     let wait = toygres_activities::types::WaitForReadyInput {
         name: name.clone(),
+        namespace,
         wait_ms: READY_POLL_MS,
     };
     let polls = async {

@@ -104,6 +104,10 @@ pub struct MonitorInstanceInput {
     pub instance_id: i64,
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Host to check.
     pub host: String,
     /// Port to check.
@@ -131,6 +135,10 @@ pub struct CreateInstanceInput {
     pub uid: String,
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Major PostgreSQL version.
     pub postgres_version: String,
     /// Storage in GiB.
@@ -197,6 +205,10 @@ pub struct DeleteInstanceInput {
     pub instance_id: i64,
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The incarnation whose resources go (absent in inputs recorded before deletes named
     /// one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,6 +260,10 @@ pub struct OperationTarget {
     pub instance_id: i64,
     /// Instance name.
     pub name: InstanceName,
+    /// Its namespace (absent: the backend's default, as in inputs recorded before instances
+    /// had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its incarnation.
     pub uid: String,
     /// Where it listens.
@@ -289,6 +305,7 @@ impl OperationTarget {
             operation_id: operation_id.to_string(),
             instance_id: instance.id,
             name: InstanceName::parse(&instance.name).map_err(|error| error.to_string())?,
+            namespace: instance.namespace.clone(),
             uid: instance.uid.clone(),
             host: instance.host.clone().ok_or_else(|| missing("host"))?,
             port: u16::try_from(port).map_err(|error| error.to_string())?,

@@ -1053,6 +1053,7 @@ async fn with_database_url_it_uses_that_database_and_starts_orphaned_operations(
             &NewInstance {
                 uid: "ins_orphan".into(),
                 name: toygres_activities::validation::InstanceName::parse("orphan")?,
+                namespace: "default".into(),
                 backend: "local".into(),
                 postgres_version: "15".into(),
                 storage_gb: 1,

@@ -63,6 +63,7 @@ impl Drop for Harness {
 fn request(name: &str) -> Result<CreateRequest, TestError> {
     Ok(CreateRequest {
         name: InstanceName::parse(name)?,
+        namespace: None,
         password: None,
         postgres_version: None,
         storage_gb: 1,
@@ -94,7 +95,11 @@ async fn a_success_that_commits_after_its_deadline_is_never_cleaned_up() -> Test
     // ...while (as a finalize that ran after its own deadline would) the success commits.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let endpoint = loop {
-        if let Ok(endpoint) = harness.local.endpoint(&name).await {
+        if let Ok(endpoint) = harness
+            .local
+            .endpoint(toygres_activities::backend::InstanceRef::in_default(&name))
+            .await
+        {
             break endpoint;
         }
         assert!(tokio::time::Instant::now() < deadline, "never deployed");

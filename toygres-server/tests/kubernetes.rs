@@ -19,8 +19,10 @@
 mod support;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams};
 use kube_fake_client::{ClientBuilder, interceptor};
@@ -33,7 +35,7 @@ use toygres_activities::backend::kubernetes::{
     ConnectMode, KubernetesBackend, KubernetesConfig, labels, manifests,
 };
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
-use toygres_activities::backend::{Backend, DeployOutcome, DeploySpec};
+use toygres_activities::backend::{Backend, DeployOutcome, DeploySpec, InstanceRef};
 use toygres_activities::model::{Expose, HealthStatus, InstanceState, OperationStatus};
 use toygres_activities::probe::{ConnectTarget, ProbeError, select_one};
 use toygres_activities::seal::SecretKey;
@@ -85,7 +87,7 @@ fn pods_on(local: LocalBackend) -> PortMap {
                 if port != manifests::container_port().ok()? {
                     return None;
                 }
-                let endpoint = local.endpoint(&name).await.ok()?;
+                let endpoint = local.endpoint(InstanceRef::in_default(&name)).await.ok()?;
                 format!("{}:{}", endpoint.host, endpoint.port).parse().ok()
             };
             address.await.ok_or(StatusCode::NOT_FOUND)
@@ -113,7 +115,15 @@ impl Harness {
             bin_dir: None,
             ports,
         })?;
-        let mut builder = ClientBuilder::new();
+        // The instances' namespace exists (creates read it before writing anything).
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(NS.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut builder = ClientBuilder::new().with_object(namespace);
         if let Some(funcs) = interceptors {
             builder = builder.with_interceptor_funcs(funcs);
         }
@@ -221,6 +231,7 @@ impl Drop for Harness {
 fn public_request(name: &str) -> Fallible<CreateRequest> {
     Ok(CreateRequest {
         name: InstanceName::parse(name)?,
+        namespace: None,
         password: None,
         postgres_version: None,
         storage_gb: 2,
@@ -352,6 +363,7 @@ async fn a_forward_the_pod_refuses_fails_at_once_with_the_reason() -> TestResult
     let target = |name: &str| -> Fallible<ConnectTarget> {
         Ok(ConnectTarget {
             name: InstanceName::parse(name)?,
+            namespace: None,
             host: format!("{name}.{NS}.svc.cluster.local"),
             port: 5432,
             user: "postgres".into(),
@@ -414,29 +426,34 @@ async fn a_forbidden_port_forward_fails_the_create_without_retrying() -> TestRes
     Ok(())
 }
 
-/// The accesses the rules of the Role and the ClusterRole in `deploy/rbac.yaml` grant.
-fn role_grants() -> Fallible<BTreeSet<Access>> {
+/// The documents of `deploy/rbac.yaml`.
+fn rbac_documents() -> Fallible<Vec<serde_json::Value>> {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac.yaml"))?;
-    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)?;
-    let mut roles = documents.iter().filter(|doc| doc["kind"] == "Role");
-    let role: Role = serde_json::from_value(roles.next().ok_or("no Role")?.clone())?;
-    assert!(roles.next().is_none(), "one Role");
-    let mut cluster_roles = documents.iter().filter(|doc| doc["kind"] == "ClusterRole");
-    let cluster_role: ClusterRole =
-        serde_json::from_value(cluster_roles.next().ok_or("no ClusterRole")?.clone())?;
-    assert!(cluster_roles.next().is_none(), "one ClusterRole");
+    Ok(serde_saphyr::from_multiple(&text)?)
+}
+
+/// The accesses the rules of the ClusterRoles in `deploy/rbac.yaml` grant (toygres-instances
+/// where it is bound, toygres-nodes cluster-wide).
+fn role_grants() -> Fallible<BTreeSet<Access>> {
+    let documents = rbac_documents()?;
+    assert!(
+        documents.iter().all(|doc| doc["kind"] != "Role"),
+        "the rules live in ClusterRoles, bound per namespace"
+    );
     let mut granted = BTreeSet::new();
-    let rules = role.rules.into_iter().flatten();
-    for rule in rules.chain(cluster_role.rules.into_iter().flatten()) {
-        for group in rule.api_groups.unwrap_or_default() {
-            for resource in rule.resources.iter().flatten() {
-                for verb in &rule.verbs {
-                    granted.insert(Access {
-                        group: group.clone(),
-                        resource: resource.clone(),
-                        verb: verb.clone(),
-                    });
+    for document in documents.iter().filter(|doc| doc["kind"] == "ClusterRole") {
+        let role: ClusterRole = serde_json::from_value(document.clone())?;
+        for rule in role.rules.into_iter().flatten() {
+            for group in rule.api_groups.unwrap_or_default() {
+                for resource in rule.resources.iter().flatten() {
+                    for verb in &rule.verbs {
+                        granted.insert(Access {
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb: verb.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -458,6 +475,7 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes() -> TestResult {
     // A deploy that finds its objects (a create resumed after a crash) adopts them.
     let again = DeploySpec {
         name: InstanceName::parse("again")?,
+        namespace: None,
         uid: "ins_again".into(),
         postgres_version: harness
             .local
@@ -481,8 +499,8 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes() -> TestResult {
     );
     // Day-2 changes: stop and start scale the StatefulSet, a restart with settings replaces
     // its template's arguments and its pod, a resize grows its claim.
-    harness.backend.stop(&again.name, &again.uid).await?;
-    harness.backend.start(&again.name, &again.uid).await?;
+    harness.backend.stop(again.instance(), &again.uid).await?;
+    harness.backend.start(again.instance(), &again.uid).await?;
     // The (simulated) StatefulSet controller brings the pod back, which the restart replaces.
     let pods: Api<Pod> = Api::namespaced(harness.client.clone(), NS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -493,11 +511,11 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes() -> TestResult {
     let settings = std::collections::BTreeMap::from([("work_mem".to_string(), "8MB".to_string())]);
     harness
         .backend
-        .restart(&again.name, &again.uid, Some(&settings))
+        .restart(again.instance(), &again.uid, Some(&settings))
         .await?;
     harness
         .backend
-        .restart(&again.name, &again.uid, None)
+        .restart(again.instance(), &again.uid, None)
         .await?;
     // The (simulated) StatefulSet controller makes the claim a moment after the deploy.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(harness.client.clone(), NS);
@@ -507,14 +525,19 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes() -> TestResult {
         assert!(tokio::time::Instant::now() < deadline, "no claim {claim}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    harness.backend.resize(&again.name, &again.uid, 2).await?;
-    harness.backend.delete(&again.name, &again.uid).await?;
+    harness
+        .backend
+        .resize(again.instance(), &again.uid, 2)
+        .await?;
+    harness.backend.delete(again.instance(), &again.uid).await?;
 
+    // SelfSubjectAccessReviews every authenticated user may create (system:basic-user).
     let used: BTreeSet<Access> = harness
         .api_server()?
         .requests()
         .iter()
         .flat_map(|request| request.accesses())
+        .filter(|access| access.resource != "selfsubjectaccessreviews")
         .collect();
     let granted = role_grants()?;
     let missing: Vec<_> = used.difference(&granted).collect();
@@ -560,14 +583,20 @@ fn the_server_manifests_fit_together() -> TestResult {
         Ok(first)
     };
     let account: ServiceAccount = serde_json::from_value(only("ServiceAccount")?)?;
-    let role: Role = serde_json::from_value(only("Role")?)?;
     let binding: RoleBinding = serde_json::from_value(only("RoleBinding")?)?;
     let deployment: Deployment = serde_json::from_value(only("Deployment")?)?;
     let service: Service = serde_json::from_value(only("Service")?)?;
+    let cluster_role = |name: &str| -> Fallible<ClusterRole> {
+        let found = documents
+            .iter()
+            .find(|doc| doc["kind"] == "ClusterRole" && doc["metadata"]["name"] == name)
+            .ok_or(format!("no ClusterRole {name}"))?;
+        Ok(serde_json::from_value(found.clone())?)
+    };
     // Cluster-wide: listing nodes (their region), nothing else.
-    let cluster_role: ClusterRole = serde_json::from_value(only("ClusterRole")?)?;
+    let nodes = cluster_role("toygres-nodes")?;
     let cluster_binding: ClusterRoleBinding = serde_json::from_value(only("ClusterRoleBinding")?)?;
-    let cluster_rules = cluster_role.rules.unwrap_or_default();
+    let cluster_rules = nodes.rules.unwrap_or_default();
     assert!(
         cluster_rules.iter().all(|rule| {
             rule.resources.as_deref() == Some(&["nodes".to_string()][..]) && rule.verbs == ["list"]
@@ -577,7 +606,7 @@ fn the_server_manifests_fit_together() -> TestResult {
     assert_eq!(cluster_binding.role_ref.kind, "ClusterRole");
     assert_eq!(
         Some(&cluster_binding.role_ref.name),
-        cluster_role.metadata.name.as_ref()
+        nodes.metadata.name.as_ref()
     );
     assert!(
         cluster_binding
@@ -589,9 +618,15 @@ fn the_server_manifests_fit_together() -> TestResult {
         "only the server's ServiceAccount lists nodes"
     );
 
-    // The Deployment runs as the ServiceAccount the RoleBinding gives the Role to.
-    assert_eq!(binding.role_ref.kind, "Role");
-    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    // The instances' verbs are granted per namespace: by a RoleBinding of toygres-instances in
+    // the namespace, to the ServiceAccount the Deployment runs as.
+    let instances = cluster_role("toygres-instances")?;
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(
+        Some(&binding.role_ref.name),
+        instances.metadata.name.as_ref()
+    );
+    assert_eq!(binding.metadata.namespace.as_deref(), Some(NS));
     let subjects = binding.subjects.unwrap_or_default();
     assert!(
         subjects

@@ -546,7 +546,9 @@ async fn drift_is_detected_and_repaired() -> TestResult {
             .await?;
     toygres_activities::backend::Backend::delete(
         &backend,
-        &toygres_activities::validation::InstanceName::parse("vanishing")?,
+        toygres_activities::backend::InstanceRef::in_default(
+            &toygres_activities::validation::InstanceName::parse("vanishing")?,
+        ),
         &vanishing_uid,
     )
     .await?;

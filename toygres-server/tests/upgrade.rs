@@ -13,7 +13,7 @@ use std::time::Duration;
 use support::plane::{InProcessPlane, PlaneOptions, WaitTerminal as _, delete_all_instances};
 use support::{OPERATION_LIMIT, TestError, TestResult, connect_as, connect_as_owner};
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
-use toygres_activities::backend::{Backend, Endpoint};
+use toygres_activities::backend::{Backend, Endpoint, InstanceRef};
 use toygres_activities::metadata::{NewInstance, NewOperation};
 use toygres_activities::model::{Expose, OperationStatus};
 use toygres_activities::roles::{RolePasswords, legacy};
@@ -110,6 +110,7 @@ async fn older_instances_are_converted_and_keep_their_data_and_password() -> Tes
             &NewInstance {
                 uid: "ins_legacy".into(),
                 name: InstanceName::parse("legacy")?,
+                namespace: "default".into(),
                 backend: "local".into(),
                 postgres_version: version.clone(),
                 storage_gb: 1,
@@ -140,6 +141,7 @@ async fn older_instances_are_converted_and_keep_their_data_and_password() -> Tes
         instance_id: instance.id,
         uid: instance.uid.clone(),
         name: InstanceName::parse("legacy")?,
+        namespace: None,
         postgres_version: version.clone(),
         storage_gb: 1,
         user: "postgres".into(),
@@ -161,7 +163,7 @@ async fn older_instances_are_converted_and_keep_their_data_and_password() -> Tes
     let done = plane.wait_terminal(&operation.id, OPERATION_LIMIT).await?;
     assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
     let port = backend
-        .endpoint(&InstanceName::parse("legacy")?)
+        .endpoint(InstanceRef::in_default(&InstanceName::parse("legacy")?))
         .await?
         .port;
 
@@ -246,7 +248,10 @@ async fn older_instances_are_converted_and_keep_their_data_and_password() -> Tes
             outcome.map_err(|error| format!("{name}: {error}"))?;
         }
         let ready = backend
-            .wait_ready(&InstanceName::parse("legacy")?, Duration::from_secs(60))
+            .wait_ready(
+                InstanceRef::in_default(&InstanceName::parse("legacy")?),
+                Duration::from_secs(60),
+            )
             .await?;
         assert_eq!(ready, toygres_activities::backend::Readiness::Ready);
         let expected = toygres_activities::privilege::INSTANCE_ID_BASE + u32::from(port);
@@ -382,7 +387,7 @@ async fn older_instances_are_converted_and_keep_their_data_and_password() -> Tes
     };
     let again = legacy::convert(
         &backend,
-        &InstanceName::parse("legacy")?,
+        InstanceRef::in_default(&InstanceName::parse("legacy")?),
         &Endpoint {
             host: "127.0.0.1".into(),
             port,

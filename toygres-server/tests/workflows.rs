@@ -93,6 +93,7 @@ fn request(
 ) -> Result<CreateRequest, Box<dyn std::error::Error + Send + Sync>> {
     Ok(CreateRequest {
         name: InstanceName::parse(name)?,
+        namespace: None,
         password: password.map(str::to_string),
         postgres_version: None,
         storage_gb: 1,
@@ -287,24 +288,24 @@ impl Backend for FailingDeploy {
     }
     async fn readiness(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
     ) -> Result<toygres_activities::backend::Readiness, toygres_activities::backend::BackendError>
     {
-        self.0.readiness(name).await
+        self.0.readiness(instance).await
     }
     async fn endpoint(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
     ) -> Result<toygres_activities::backend::Endpoint, toygres_activities::backend::BackendError>
     {
-        self.0.endpoint(name).await
+        self.0.endpoint(instance).await
     }
     async fn delete(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), toygres_activities::backend::BackendError> {
-        self.0.delete(name, uid).await
+        self.0.delete(instance, uid).await
     }
     async fn list_owned(
         &self,
@@ -316,33 +317,33 @@ impl Backend for FailingDeploy {
     }
     async fn stop(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), toygres_activities::backend::BackendError> {
-        self.0.stop(name, uid).await
+        self.0.stop(instance, uid).await
     }
     async fn start(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), toygres_activities::backend::BackendError> {
-        self.0.start(name, uid).await
+        self.0.start(instance, uid).await
     }
     async fn restart(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
         uid: &str,
         parameters: Option<&std::collections::BTreeMap<String, String>>,
     ) -> Result<(), toygres_activities::backend::BackendError> {
-        self.0.restart(name, uid, parameters).await
+        self.0.restart(instance, uid, parameters).await
     }
     async fn resize(
         &self,
-        name: &InstanceName,
+        instance: toygres_activities::backend::InstanceRef<'_>,
         uid: &str,
         storage_gb: u32,
     ) -> Result<(), toygres_activities::backend::BackendError> {
-        self.0.resize(name, uid, storage_gb).await
+        self.0.resize(instance, uid, storage_gb).await
     }
 }
 
@@ -427,6 +428,7 @@ async fn metadata_transitions_never_move_backwards() -> TestResult {
             &NewInstance {
                 uid: "ins_rules".into(),
                 name: InstanceName::parse("rules")?,
+                namespace: "default".into(),
                 backend: "local".into(),
                 postgres_version: "15".into(),
                 storage_gb: 1,

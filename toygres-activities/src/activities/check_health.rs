@@ -21,11 +21,11 @@ pub async fn run(
 ) -> Result<CheckHealthOutput, String> {
     let target = owner_target(
         &deps,
-        input.name.clone(),
-        input.host,
+        input.instance(),
+        input.host.clone(),
         input.port,
-        input.user,
-        input.database,
+        input.user.clone(),
+        input.database.clone(),
         &input.sealed_password,
     )?;
     let started = std::time::Instant::now();

@@ -27,6 +27,7 @@ pub async fn run(
     };
     let target = AdminTarget {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         endpoint: Endpoint {
             host: input.host.clone(),
             port: input.port,

@@ -39,7 +39,7 @@ pub async fn run(
     };
     for uid in &uids {
         deps.backend
-            .delete(&input.name, uid)
+            .delete(input.instance(), uid)
             .await
             .map_err(failed)?;
     }

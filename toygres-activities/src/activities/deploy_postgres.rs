@@ -38,6 +38,7 @@ pub(crate) fn spec_of(
     let password = open_password(deps, &input.sealed_password)?;
     Ok(DeploySpec {
         name: input.name,
+        namespace: input.namespace,
         uid: input.uid,
         postgres_version: input.postgres_version,
         storage_gb: input.storage_gb,

@@ -58,16 +58,23 @@ pub async fn run(
         })
         .map(|owned| OrphanedResources {
             name: owned.name.clone(),
+            namespace: owned.namespace.clone(),
             uid: owned.uid.clone(),
         })
         .collect();
+    // The backend lists only the namespaces it is configured to allow: an instance in one
+    // taken off that list is not looked for, so it is not reported lost either.
+    let listed = deps.backend.allowed_namespaces();
+    let default = deps.backend.default_namespace().to_string();
     let lost = running
         .into_iter()
         .filter(|instance| !owned_uids.contains(instance.uid.as_str()))
+        .filter(|instance| listed.contains(instance.namespace.as_ref().unwrap_or(&default)))
         .filter_map(|instance| {
             Some(LostInstance {
                 instance_id: instance.id,
                 name: InstanceName::parse(&instance.name).ok()?,
+                namespace: instance.namespace,
             })
         })
         .collect();

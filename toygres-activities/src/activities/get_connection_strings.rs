@@ -19,12 +19,12 @@ pub async fn run(
 ) -> Result<ConnectionInfo, String> {
     let endpoint = deps
         .backend
-        .endpoint(&input.name)
+        .endpoint(input.instance())
         .await
         .map_err(|error| backend_failure(ErrorCode::BackendLost, error))?;
     let dns_name = deps
         .backend
-        .dns_name(&input.name)
+        .dns_name(input.instance())
         .await
         .map_err(|error| backend_failure(ErrorCode::BackendLost, error))?;
     let uri = |host: &str| {

@@ -20,7 +20,7 @@ pub async fn run(
 ) -> Result<bool, String> {
     let readiness = deps
         .backend
-        .readiness(&input.name)
+        .readiness(input.instance())
         .await
         .map_err(|error| backend_failure(ErrorCode::Internal, error))?;
     if readiness != Readiness::Missing {

@@ -98,7 +98,7 @@ pub(crate) fn open_password(
 /// Where to connect to an instance as its owner, with the password opened.
 pub(crate) fn owner_target(
     deps: &crate::registry::ActivityDeps,
-    name: crate::validation::InstanceName,
+    instance: crate::backend::InstanceRef<'_>,
     host: String,
     port: u16,
     user: String,
@@ -107,7 +107,8 @@ pub(crate) fn owner_target(
 ) -> Result<crate::probe::ConnectTarget, ActivityError> {
     let password = open_password(deps, sealed)?;
     Ok(crate::probe::ConnectTarget {
-        name,
+        name: instance.name.clone(),
+        namespace: instance.namespace.map(str::to_string),
         host,
         port,
         user,
@@ -123,6 +124,7 @@ pub(crate) fn admin_target(
 ) -> Result<crate::roles::AdminTarget, ActivityError> {
     Ok(crate::roles::AdminTarget {
         name: admin.name.clone(),
+        namespace: admin.namespace.clone(),
         endpoint: crate::backend::Endpoint {
             host: admin.host.clone(),
             port: admin.port,

@@ -24,7 +24,7 @@ pub async fn run(
 ) -> Result<ObservedState, String> {
     let readiness = deps
         .backend
-        .wait_ready(&input.name, Duration::from_millis(input.wait_ms))
+        .wait_ready(input.instance(), Duration::from_millis(input.wait_ms))
         .await
         .map_err(|error| backend_failure(ErrorCode::Internal, error))?;
     Ok(match readiness {

@@ -41,7 +41,7 @@ pub async fn run(
     };
     for uid in &uids {
         deps.backend
-            .delete(&input.name, uid)
+            .delete(input.instance(), uid)
             .await
             .map_err(|error| backend_failure(ErrorCode::DeleteFailed, error))?;
     }

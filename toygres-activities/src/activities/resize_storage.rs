@@ -17,7 +17,7 @@ pub async fn run(
     input: ResizeStorageInput,
 ) -> Result<(), String> {
     deps.backend
-        .resize(&input.name, &input.uid, input.storage_gb)
+        .resize(input.instance(), &input.uid, input.storage_gb)
         .await
         .map_err(|error| backend_failure(ErrorCode::UpdateFailed, error).into())
 }

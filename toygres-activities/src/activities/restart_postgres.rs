@@ -18,7 +18,7 @@ pub async fn run(
     input: RestartPostgresInput,
 ) -> Result<(), String> {
     deps.backend
-        .restart(&input.name, &input.uid, input.parameters.as_ref())
+        .restart(input.instance(), &input.uid, input.parameters.as_ref())
         .await
         .map_err(|error| backend_failure(ErrorCode::RestartFailed, error).into())
 }

@@ -17,7 +17,7 @@ pub async fn run(
     input: IncarnationInput,
 ) -> Result<(), String> {
     deps.backend
-        .start(&input.name, &input.uid)
+        .start(input.instance(), &input.uid)
         .await
         .map_err(|error| backend_failure(ErrorCode::StartFailed, error).into())
 }

@@ -17,7 +17,7 @@ pub async fn run(
     input: IncarnationInput,
 ) -> Result<(), String> {
     deps.backend
-        .stop(&input.name, &input.uid)
+        .stop(input.instance(), &input.uid)
         .await
         .map_err(|error| backend_failure(ErrorCode::StopFailed, error).into())
 }

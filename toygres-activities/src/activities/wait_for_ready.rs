@@ -25,7 +25,7 @@ pub async fn run(
 ) -> Result<WaitForReadyOutput, String> {
     let wait = Duration::from_millis(input.wait_ms).min(MAX_WAIT);
     let readiness = tokio::select! {
-        readiness = deps.backend.wait_ready(&input.name, wait) => readiness
+        readiness = deps.backend.wait_ready(input.instance(), wait) => readiness
             .map_err(|error| backend_failure(ErrorCode::DeployFailed, error))?,
         // The workflow ended (canceled): stop looking, the answer is no longer wanted.
         () = ctx.cancelled() => Readiness::NotReady("the wait was canceled".into()),

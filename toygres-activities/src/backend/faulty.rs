@@ -3,10 +3,9 @@
 //! `deploy=fail:2;readiness=delay:500;delete=hang`. Never set it in production.
 
 use super::{
-    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceStream, OwnedInstance,
-    Readiness,
+    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceRef, InstanceStream,
+    MissingPermission, OwnedInstance, PlacementError, Readiness,
 };
-use crate::validation::InstanceName;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -193,43 +192,59 @@ impl Backend for FaultyBackend {
         self.inner.versions()
     }
 
+    fn default_namespace(&self) -> &str {
+        self.inner.default_namespace()
+    }
+
+    fn allowed_namespaces(&self) -> Vec<String> {
+        self.inner.allowed_namespaces()
+    }
+
+    async fn check_placement(&self, namespace: &str) -> Result<(), PlacementError> {
+        self.inner.check_placement(namespace).await
+    }
+
+    async fn missing_permissions(&self) -> Result<Vec<MissingPermission>, BackendError> {
+        self.inner.missing_permissions().await
+    }
+
     async fn deploy(&self, spec: &DeploySpec) -> Result<DeployOutcome, BackendError> {
         self.count("deploy");
         self.inject(FaultPoint::Deploy).await?;
         self.inner.deploy(spec).await
     }
 
-    async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError> {
+    async fn readiness(&self, instance: InstanceRef<'_>) -> Result<Readiness, BackendError> {
         self.count("readiness");
         self.inject(FaultPoint::Readiness).await?;
-        self.inner.readiness(name).await
+        self.inner.readiness(instance).await
     }
 
-    async fn endpoint(&self, name: &InstanceName) -> Result<Endpoint, BackendError> {
+    async fn endpoint(&self, instance: InstanceRef<'_>) -> Result<Endpoint, BackendError> {
         self.count("endpoint");
         self.inject(FaultPoint::Endpoint).await?;
-        self.inner.endpoint(name).await
+        self.inner.endpoint(instance).await
     }
 
-    async fn dns_name(&self, name: &InstanceName) -> Result<Option<String>, BackendError> {
+    async fn dns_name(&self, instance: InstanceRef<'_>) -> Result<Option<String>, BackendError> {
         self.count("dns_name");
-        self.inner.dns_name(name).await
+        self.inner.dns_name(instance).await
     }
 
     async fn wait_ready(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         limit: std::time::Duration,
     ) -> Result<Readiness, BackendError> {
         self.count("wait_ready");
         self.inject(FaultPoint::Readiness).await?;
-        self.inner.wait_ready(name, limit).await
+        self.inner.wait_ready(instance, limit).await
     }
 
-    async fn delete(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn delete(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
         self.count("delete");
         self.inject(FaultPoint::Delete).await?;
-        self.inner.delete(name, uid).await
+        self.inner.delete(instance, uid).await
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedInstance>, BackendError> {
@@ -245,33 +260,33 @@ impl Backend for FaultyBackend {
 
     async fn dial(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         endpoint: &Endpoint,
     ) -> Result<InstanceStream, BackendError> {
-        self.inner.dial(name, endpoint).await
+        self.inner.dial(instance, endpoint).await
     }
 
-    async fn stop(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn stop(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
         self.count("stop");
         self.inject(FaultPoint::Stop).await?;
-        self.inner.stop(name, uid).await
+        self.inner.stop(instance, uid).await
     }
 
-    async fn start(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn start(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
         self.count("start");
         self.inject(FaultPoint::Start).await?;
-        self.inner.start(name, uid).await
+        self.inner.start(instance, uid).await
     }
 
     async fn restart(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         parameters: Option<&BTreeMap<String, String>>,
     ) -> Result<(), BackendError> {
         self.count("restart");
         self.inject(FaultPoint::Restart).await?;
-        self.inner.restart(name, uid, parameters).await
+        self.inner.restart(instance, uid, parameters).await
     }
 
     fn backups(&self) -> Option<&dyn crate::backup::agent::InstanceBackups> {
@@ -290,19 +305,20 @@ impl Backend for FaultyBackend {
 
     async fn resize(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         storage_gb: u32,
     ) -> Result<(), BackendError> {
         self.count("resize");
         self.inject(FaultPoint::Resize).await?;
-        self.inner.resize(name, uid, storage_gb).await
+        self.inner.resize(instance, uid, storage_gb).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::InstanceName;
 
     #[test]
     fn plans_parse() {
@@ -342,30 +358,30 @@ mod tests {
         async fn deploy(&self, _spec: &DeploySpec) -> Result<DeployOutcome, BackendError> {
             Ok(DeployOutcome::Created)
         }
-        async fn readiness(&self, _name: &InstanceName) -> Result<Readiness, BackendError> {
+        async fn readiness(&self, _instance: InstanceRef<'_>) -> Result<Readiness, BackendError> {
             Ok(Readiness::Ready)
         }
-        async fn endpoint(&self, _name: &InstanceName) -> Result<Endpoint, BackendError> {
+        async fn endpoint(&self, _instance: InstanceRef<'_>) -> Result<Endpoint, BackendError> {
             Ok(Endpoint {
                 host: "h".into(),
                 port: 1,
             })
         }
-        async fn delete(&self, _name: &InstanceName, _uid: &str) -> Result<(), BackendError> {
+        async fn delete(&self, _instance: InstanceRef<'_>, _uid: &str) -> Result<(), BackendError> {
             Ok(())
         }
         async fn list_owned(&self) -> Result<Vec<OwnedInstance>, BackendError> {
             Ok(Vec::new())
         }
-        async fn stop(&self, _name: &InstanceName, _uid: &str) -> Result<(), BackendError> {
+        async fn stop(&self, _instance: InstanceRef<'_>, _uid: &str) -> Result<(), BackendError> {
             Ok(())
         }
-        async fn start(&self, _name: &InstanceName, _uid: &str) -> Result<(), BackendError> {
+        async fn start(&self, _instance: InstanceRef<'_>, _uid: &str) -> Result<(), BackendError> {
             Ok(())
         }
         async fn restart(
             &self,
-            _name: &InstanceName,
+            _instance: InstanceRef<'_>,
             _uid: &str,
             _parameters: Option<&BTreeMap<String, String>>,
         ) -> Result<(), BackendError> {
@@ -373,7 +389,7 @@ mod tests {
         }
         async fn resize(
             &self,
-            _name: &InstanceName,
+            _instance: InstanceRef<'_>,
             _uid: &str,
             _storage_gb: u32,
         ) -> Result<(), BackendError> {
@@ -386,29 +402,30 @@ mod tests {
         let plan = FaultPlan::parse("readiness=fail:2;delete=fail;endpoint=hang;restart=fail:1")?;
         let backend = FaultyBackend::new(Arc::new(Counting), plan);
         let name = InstanceName::parse("x")?;
-        assert!(backend.readiness(&name).await.is_err());
-        assert!(backend.readiness(&name).await.is_err());
+        let name = InstanceRef::in_default(&name);
+        assert!(backend.readiness(name).await.is_err());
+        assert!(backend.readiness(name).await.is_err());
         assert_eq!(
-            backend.readiness(&name).await?,
+            backend.readiness(name).await?,
             Readiness::Ready,
             "passes after two failures"
         );
         assert!(
             backend
-                .delete(&name, "ins_x")
+                .delete(name, "ins_x")
                 .await
                 .is_err_and(|error| error.is_retryable())
         );
-        assert!(backend.delete(&name, "ins_x").await.is_err());
-        let hung = tokio::time::timeout(Duration::from_millis(50), backend.endpoint(&name)).await;
+        assert!(backend.delete(name, "ins_x").await.is_err());
+        let hung = tokio::time::timeout(Duration::from_millis(50), backend.endpoint(name)).await;
         assert!(hung.is_err(), "a hang never answers");
         assert!(
             backend.list_owned().await?.is_empty(),
             "points without faults pass through"
         );
-        assert!(backend.restart(&name, "ins_x", None).await.is_err());
-        backend.restart(&name, "ins_x", None).await?;
-        backend.stop(&name, "ins_x").await?;
+        assert!(backend.restart(name, "ins_x", None).await.is_err());
+        backend.restart(name, "ins_x", None).await?;
+        backend.stop(name, "ins_x").await?;
         Ok(())
     }
 }

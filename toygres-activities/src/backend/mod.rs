@@ -35,11 +35,45 @@ pub async fn dial_tcp(endpoint: &Endpoint) -> Result<InstanceStream, BackendErro
     Ok(Box::new(stream))
 }
 
+/// An instance as its backend finds it: its name and, on a backend with namespaces, the
+/// namespace it lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceRef<'a> {
+    /// The instance name (unique across the control plane).
+    pub name: &'a InstanceName,
+    /// Its namespace; `None` is the backend's default (inputs recorded before instances had
+    /// one named none).
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> InstanceRef<'a> {
+    /// Instance `name` in `namespace` (`None`: the backend's default).
+    pub fn new(name: &'a InstanceName, namespace: Option<&'a str>) -> Self {
+        Self { name, namespace }
+    }
+
+    /// Instance `name` in the backend's default namespace.
+    pub fn in_default(name: &'a InstanceName) -> Self {
+        Self::new(name, None)
+    }
+}
+
+impl std::fmt::Display for InstanceRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.namespace {
+            Some(namespace) => write!(f, "{namespace}/{}", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
 /// What to deploy.
 #[derive(Clone)]
 pub struct DeploySpec {
     /// The instance name.
     pub name: InstanceName,
+    /// The namespace it goes into (`None`: the backend's default).
+    pub namespace: Option<String>,
     /// Unique per instance incarnation: resources of an older instance with the same name are
     /// not adopted but replaced.
     pub uid: String,
@@ -63,6 +97,7 @@ impl std::fmt::Debug for DeploySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeploySpec")
             .field("name", &self.name)
+            .field("namespace", &self.namespace)
             .field("uid", &self.uid)
             .field("postgres_version", &self.postgres_version)
             .field("storage_gb", &self.storage_gb)
@@ -70,6 +105,13 @@ impl std::fmt::Debug for DeploySpec {
             .field("expose", &self.expose)
             .field("dns_label", &self.dns_label)
             .finish_non_exhaustive()
+    }
+}
+
+impl DeploySpec {
+    /// The instance this spec deploys.
+    pub fn instance(&self) -> InstanceRef<'_> {
+        InstanceRef::new(&self.name, self.namespace.as_deref())
     }
 }
 
@@ -102,9 +144,19 @@ pub enum Readiness {
 pub struct OwnedInstance {
     /// The instance name.
     pub name: InstanceName,
+    /// The namespace its resources are in (`None` on a backend without namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its incarnation (`None` for resources that carry no incarnation: they are never removed
     /// by a sweep that names one).
     pub uid: Option<String>,
+}
+
+impl OwnedInstance {
+    /// The instance these resources belong to.
+    pub fn instance(&self) -> InstanceRef<'_> {
+        InstanceRef::new(&self.name, self.namespace.as_deref())
+    }
 }
 
 /// How clients reach an instance.
@@ -155,11 +207,97 @@ impl BackendError {
     }
 }
 
+/// The one namespace of a backend without namespaces (the local backend).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Why a new instance may not go into a namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// The backend has no namespaces: only its one default is accepted.
+    #[error("the {backend} backend has no namespaces; leave namespace out or send \"{default}\"")]
+    NoNamespaces {
+        /// The backend's wire name.
+        backend: &'static str,
+        /// Its one namespace.
+        default: String,
+    },
+    /// The namespace is not among those the server is configured to allow.
+    #[error("namespace {namespace} is not allowed; allowed: {allowed}")]
+    NotAllowed {
+        /// What was asked for.
+        namespace: String,
+        /// The allowed namespaces, comma separated.
+        allowed: String,
+    },
+    /// The namespace does not exist (or the server cannot see it: the message says which).
+    #[error("{0}")]
+    Missing(String),
+    /// The server lacks permissions it needs in the namespace.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The backend could not tell.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// A permission the server needs in a namespace and does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct MissingPermission {
+    /// The namespace.
+    pub namespace: String,
+    /// The verb (`create`, `get`, ...).
+    pub verb: String,
+    /// The resource, with its API group and subresource where it has them
+    /// (`statefulsets.apps`, `pods/portforward`).
+    pub resource: String,
+}
+
+impl std::fmt::Display for MissingPermission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} in namespace {}",
+            self.verb, self.resource, self.namespace
+        )
+    }
+}
+
 /// A place where PostgreSQL instances run. Every method is idempotent.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The backend's wire name (`local`, `kubernetes`).
     fn kind(&self) -> &'static str;
+
+    /// The namespace a create that names none goes into ([`DEFAULT_NAMESPACE`] on a backend
+    /// without namespaces).
+    fn default_namespace(&self) -> &str {
+        DEFAULT_NAMESPACE
+    }
+
+    /// The namespaces new instances may go into, the default first.
+    fn allowed_namespaces(&self) -> Vec<String> {
+        vec![self.default_namespace().to_string()]
+    }
+
+    /// Checks, before anything is written anywhere, that a new instance may go into
+    /// `namespace`: allowed, existing, and the server holds what it needs there. The default
+    /// (a backend without namespaces) accepts its one namespace only.
+    async fn check_placement(&self, namespace: &str) -> Result<(), PlacementError> {
+        if namespace == self.default_namespace() {
+            Ok(())
+        } else {
+            Err(PlacementError::NoNamespaces {
+                backend: self.kind(),
+                default: self.default_namespace().to_string(),
+            })
+        }
+    }
+
+    /// The permissions the server needs in its allowed namespaces and does not hold (empty:
+    /// none missing; always empty on a backend without permissions).
+    async fn missing_permissions(&self) -> Result<Vec<MissingPermission>, BackendError> {
+        Ok(Vec::new())
+    }
 
     /// The major PostgreSQL versions offered, oldest first.
     fn versions(&self) -> Vec<String>;
@@ -168,7 +306,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn deploy(&self, spec: &DeploySpec) -> Result<DeployOutcome, BackendError>;
 
     /// Whether the instance accepts connections now (without waiting).
-    async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError>;
+    async fn readiness(&self, instance: InstanceRef<'_>) -> Result<Readiness, BackendError>;
 
     /// Waits until the instance accepts connections, is found missing, or `limit` passed
     /// (then it answers [`Readiness::NotReady`] with what it saw last). The default asks
@@ -176,13 +314,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// remote API low; a backend with a cheap local check overrides it.
     async fn wait_ready(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         limit: std::time::Duration,
     ) -> Result<Readiness, BackendError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut pause = std::time::Duration::from_millis(100);
         loop {
-            let readiness = self.readiness(name).await?;
+            let readiness = self.readiness(instance).await?;
             if !matches!(readiness, Readiness::NotReady(_)) {
                 return Ok(readiness);
             }
@@ -196,20 +334,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     }
 
     /// How clients reach the instance.
-    async fn endpoint(&self, name: &InstanceName) -> Result<Endpoint, BackendError>;
+    async fn endpoint(&self, instance: InstanceRef<'_>) -> Result<Endpoint, BackendError>;
 
     /// The stable DNS name clients should use for the instance, where the backend gives it
     /// one (a public Kubernetes instance's DNS label in the cloud's zone); it may take a while
     /// to resolve after the create. `None` by default.
-    async fn dns_name(&self, name: &InstanceName) -> Result<Option<String>, BackendError> {
-        let _ = name;
+    async fn dns_name(&self, instance: InstanceRef<'_>) -> Result<Option<String>, BackendError> {
+        let _ = instance;
         Ok(None)
     }
 
     /// Stops incarnation `uid` of instance `name` and removes every resource it has; succeeds
     /// when nothing is there. Resources of another incarnation of the same name are never
     /// touched.
-    async fn delete(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+    async fn delete(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError>;
 
     /// Every incarnation that has resources on this backend.
     async fn list_owned(&self) -> Result<Vec<OwnedInstance>, BackendError>;
@@ -225,18 +363,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Stops the server of incarnation `uid` of instance `name`, keeping its data, and returns
     /// once it is down. It stays down, also across restarts of the control plane, until
     /// [`Backend::start`]; [`Backend::readiness`] reports it [`Readiness::Stopped`].
-    async fn stop(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+    async fn stop(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError>;
 
     /// Starts the server of a stopped incarnation again, with the data and endpoint it had,
     /// without waiting for it to accept connections. Succeeds on a running one.
-    async fn start(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError>;
+    async fn start(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError>;
 
     /// Restarts the server (a fast shutdown, then a start, without waiting for it to accept
     /// connections). With `parameters`, the server runs with exactly these settings on its
     /// command line from now on (every later start too); without, it keeps the ones it has.
     async fn restart(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         parameters: Option<&BTreeMap<String, String>>,
     ) -> Result<(), BackendError>;
@@ -264,7 +402,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// ([`BackendError::Unsupported`]).
     async fn resize(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         storage_gb: u32,
     ) -> Result<(), BackendError>;
@@ -274,7 +412,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// way (Kubernetes tunnels to internal instances when the server runs outside the cluster).
     async fn dial(
         &self,
-        _name: &InstanceName,
+        _instance: InstanceRef<'_>,
         endpoint: &Endpoint,
     ) -> Result<InstanceStream, BackendError> {
         dial_tcp(endpoint).await

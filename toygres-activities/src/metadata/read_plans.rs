@@ -14,7 +14,8 @@
 
 use super::MetadataStore;
 use super::reads::{
-    EVENTS, INSTANCE_BY_ID, LATEST_INSTANCE, LIST_INSTANCES_IN_STATE, LIST_LIVE_INSTANCES,
+    EVENTS, INSTANCE_BY_ID, LATEST_INSTANCE, LIST_INSTANCES_IN_STATE,
+    LIST_INSTANCES_IN_STATE_IN_NAMESPACE, LIST_LIVE_INSTANCES, LIST_LIVE_INSTANCES_IN_NAMESPACE,
     LIST_OPERATIONS, LIST_OPERATIONS_OF_INSTANCE, LIVE_INSTANCE, OPERATION,
 };
 use crate::model::InstanceState;
@@ -42,13 +43,14 @@ const PAGE: i64 = 101;
 const FILL: &str = r#"
 INSERT INTO instances (uid, name, state, backend, postgres_version, storage_gb, expose, host, port,
     sealed_password, error_code, error_message, active_operation_id, last_operation_id,
-    created_at, updated_at, deleted_at)
+    created_at, updated_at, deleted_at, namespace)
 SELECT 'uid_' || i, 'db-' || n, state, 'local', '15', 10, 'internal', '127.0.0.1', 20000 + n % 1000,
     'sealed', CASE WHEN state = 'failed' THEN 'deploy_failed' END,
     CASE WHEN state = 'failed' THEN 'the deploy failed' END,
     CASE WHEN state = 'creating' THEN 'op_' || substr(md5('c' || i), 1, 24) END,
     'op_' || substr(md5(CASE WHEN state = 'deleted' THEN 'd' ELSE 'c' END || i), 1, 24),
-    at, at, CASE WHEN state = 'deleted' THEN at + interval '1 hour' END
+    at, at, CASE WHEN state = 'deleted' THEN at + interval '1 hour' END,
+    CASE WHEN n % 50 = 0 THEN 'team-b' ELSE 'toygres' END
 FROM (
     SELECT i, ((i - 1) % 20000) + 1 AS n,
         CASE WHEN i <= 30000 THEN 'deleted'
@@ -185,7 +187,7 @@ async fn rewritten_listings_page_through_the_same_rows_as_before() -> TestResult
         let mut paged = Vec::new();
         let mut after = None;
         loop {
-            let page = store.list_instances(filter, after, 500).await?;
+            let page = store.list_instances(filter, None, after, 500).await?;
             paged.extend(page.items.iter().map(|record| record.id));
             match page.items.last() {
                 Some(last) if page.has_more => after = Some((last.name.clone(), last.id)),
@@ -334,6 +336,27 @@ async fn cases(
                 Arg::text("db-12000"),
                 Arg::Int(12_000),
                 Arg::Int(PAGE),
+            ],
+        },
+        Case {
+            what: "list_instances of a namespace (GET /instances?namespace=)",
+            sql: LIST_LIVE_INSTANCES_IN_NAMESPACE,
+            args: vec![
+                Arg::text(""),
+                Arg::Int(0),
+                Arg::Int(PAGE),
+                Arg::text("team-b"),
+            ],
+        },
+        Case {
+            what: "list_instances of a namespace in a state (GET /instances?namespace=&state=)",
+            sql: LIST_INSTANCES_IN_STATE_IN_NAMESPACE,
+            args: vec![
+                Arg::text("running"),
+                Arg::text(""),
+                Arg::Int(0),
+                Arg::Int(PAGE),
+                Arg::text("toygres"),
             ],
         },
         Case {

@@ -39,6 +39,17 @@ pub(crate) const LIST_LIVE_INSTANCES: &str = "SELECT * FROM instances \
 pub(crate) const LIST_INSTANCES_IN_STATE: &str = "SELECT * FROM instances \
      WHERE state = $1 AND (name, id) > ($2, $3) ORDER BY name, id LIMIT $4";
 
+/// A page of one namespace's instances that are not deleted, after a `(name, id)` cursor
+/// (`instances_live_namespace_name_id`).
+pub(crate) const LIST_LIVE_INSTANCES_IN_NAMESPACE: &str = "SELECT * FROM instances \
+     WHERE state <> 'deleted' AND namespace = $4 AND (name, id) > ($1, $2) \
+     ORDER BY name, id LIMIT $3";
+
+/// A page of one namespace's instances in one state, after a `(name, id)` cursor
+/// (`instances_state_name_id`, the namespace filtered).
+pub(crate) const LIST_INSTANCES_IN_STATE_IN_NAMESPACE: &str = "SELECT * FROM instances \
+     WHERE state = $1 AND (name, id) > ($2, $3) AND namespace = $5 ORDER BY name, id LIMIT $4";
+
 /// An operation by id (the primary key).
 pub(crate) const OPERATION: &str = "SELECT * FROM operations WHERE id = $1";
 
@@ -99,26 +110,42 @@ impl MetadataStore {
             .await?)
     }
 
-    /// Instances ordered by name then id, after the `(name, id)` cursor. Without a state filter
-    /// deleted instances are left out.
+    /// Instances ordered by name then id, after the `(name, id)` cursor, optionally of one
+    /// state and one namespace. Without a state filter deleted instances are left out.
     pub async fn list_instances(
         &self,
         state: Option<InstanceState>,
+        namespace: Option<&str>,
         after: Option<(String, i64)>,
         limit: i64,
     ) -> Result<Page<InstanceRecord>, MetadataError> {
         let (after_name, after_id) = after.unwrap_or_default();
-        let query = match state {
-            None => sqlx::query_as(LIST_LIVE_INSTANCES),
-            Some(state) => sqlx::query_as(LIST_INSTANCES_IN_STATE).bind(state.as_str()),
+        let query = match (state, namespace) {
+            (None, None) => sqlx::query_as(LIST_LIVE_INSTANCES),
+            (None, Some(_)) => sqlx::query_as(LIST_LIVE_INSTANCES_IN_NAMESPACE),
+            (Some(state), None) => sqlx::query_as(LIST_INSTANCES_IN_STATE).bind(state.as_str()),
+            (Some(state), Some(_)) => {
+                sqlx::query_as(LIST_INSTANCES_IN_STATE_IN_NAMESPACE).bind(state.as_str())
+            }
         };
-        let rows = query
-            .bind(after_name)
-            .bind(after_id)
-            .bind(limit + 1)
-            .fetch_all(self.pool())
-            .await?;
+        let mut query = query.bind(after_name).bind(after_id).bind(limit + 1);
+        if let Some(namespace) = namespace {
+            query = query.bind(namespace);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         Ok(Page::from_rows(rows, limit))
+    }
+
+    /// Gives every instance that has no namespace (made before instances had one) the
+    /// backend's default, `namespace`; returns how many it changed.
+    pub async fn assign_default_namespace(&self, namespace: &str) -> Result<u64, MetadataError> {
+        Ok(
+            sqlx::query("UPDATE instances SET namespace = $1 WHERE namespace IS NULL")
+                .bind(namespace)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// An operation by id.

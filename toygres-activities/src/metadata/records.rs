@@ -15,6 +15,10 @@ pub struct InstanceRecord {
     pub uid: String,
     /// The instance name.
     pub name: String,
+    /// The namespace it lives in (absent in rows made before instances had one, until the
+    /// server's start-up gives them its default, and in records serialized before).
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// Lifecycle state.
     #[sqlx(try_from = "String")]
     pub state: InstanceState,

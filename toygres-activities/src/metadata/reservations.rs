@@ -15,6 +15,8 @@ pub struct NewInstance {
     pub uid: String,
     /// The name.
     pub name: InstanceName,
+    /// The namespace it goes into (checked by the backend before the reservation).
+    pub namespace: String,
     /// Backend kind.
     pub backend: String,
     /// Major PostgreSQL version.
@@ -291,8 +293,9 @@ impl MetadataStore {
         let instance: InstanceRecord = sqlx::query_as(
             "INSERT INTO instances (uid, name, state, backend, postgres_version, storage_gb, expose, dns_label, \
              sealed_password, sealed_admin_password, sealed_monitor_password, roles_version, \
-             active_operation_id, last_operation_id, parameters, deletion_protection) \
-             VALUES ($1, $2, 'creating', $3, $4, $5, $6, $7, $8, $10, $11, $12, $9, $9, $13, $14) RETURNING *",
+             active_operation_id, last_operation_id, parameters, deletion_protection, namespace) \
+             VALUES ($1, $2, 'creating', $3, $4, $5, $6, $7, $8, $10, $11, $12, $9, $9, $13, $14, $15) \
+             RETURNING *",
         )
         .bind(&new.uid)
         .bind(new.name.as_str())
@@ -308,6 +311,7 @@ impl MetadataStore {
         .bind(crate::roles::ROLES_VERSION)
         .bind(sqlx::types::Json(&new.parameters))
         .bind(new.deletion_protection)
+        .bind(&new.namespace)
         .fetch_one(&mut *tx)
         .await?;
         let record =

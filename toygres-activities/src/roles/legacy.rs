@@ -18,7 +18,6 @@
 use super::sql::{self, AdminSession, literal};
 use super::{ADMIN, AdminTarget, OWNER, RolePasswords, RolesError, major_version, scram_verifier};
 use crate::backend::{Backend, Endpoint};
-use crate::validation::InstanceName;
 use std::time::Duration;
 
 /// The name the bootstrap superuser of a converted instance gets.
@@ -37,7 +36,7 @@ pub struct Converted {
 /// still its bootstrap superuser, or finishes an interrupted conversion.
 pub async fn convert(
     backend: &dyn Backend,
-    name: &InstanceName,
+    instance: crate::backend::InstanceRef<'_>,
     endpoint: &Endpoint,
     postgres_version: &str,
     passwords: &RolePasswords,
@@ -45,7 +44,8 @@ pub async fn convert(
 ) -> Result<Converted, RolesError> {
     let major = major_version(postgres_version)?;
     let admin = AdminTarget {
-        name: name.clone(),
+        name: instance.name.clone(),
+        namespace: instance.namespace.map(str::to_string),
         endpoint: endpoint.clone(),
         user: ADMIN.to_string(),
         password: passwords.admin.clone(),

@@ -89,12 +89,21 @@ impl std::fmt::Debug for RolePasswords {
 pub struct AdminTarget {
     /// The instance.
     pub name: InstanceName,
+    /// Its namespace (`None`: the backend's default).
+    pub namespace: Option<String>,
     /// Where it listens.
     pub endpoint: Endpoint,
     /// The superuser to connect as.
     pub user: String,
     /// Its password, in memory only.
     pub password: String,
+}
+
+impl AdminTarget {
+    /// The instance, where its backend finds it.
+    pub fn instance(&self) -> crate::backend::InstanceRef<'_> {
+        crate::backend::InstanceRef::new(&self.name, self.namespace.as_deref())
+    }
 }
 
 /// Sets up the owner, `toygres_admin` and `toygres_monitor` in a new instance (connecting as

@@ -98,7 +98,7 @@ impl AdminSession {
         target: &AdminTarget,
         database: &str,
     ) -> Result<Self, RolesError> {
-        let stream = backend.dial(&target.name, &target.endpoint).await?;
+        let stream = backend.dial(target.instance(), &target.endpoint).await?;
         let mut config = tokio_postgres::Config::new();
         config
             .user(&target.user)

@@ -5,6 +5,8 @@
 //!   (subprotocol `v4.channel.k8s.io`: a data and an error channel per port, each opened by a
 //!   frame carrying the port) and bridged to a TCP address a [`PortMap`] chooses, usually a
 //!   local PostgreSQL standing in for the pod.
+//! - `SelfSubjectAccessReview`s are allowed: the in-memory API has no authorizer (the requests
+//!   are recorded with their RBAC attributes, for tests to check against a Role).
 //! - Every other request is handed to an in-memory API (kube-fake-client's [`Client`]).
 //! - Every request is recorded, with the RBAC attributes a real API server would check.
 
@@ -221,7 +223,30 @@ async fn serve(state: State, request: Request<Incoming>) -> Response<Full<Bytes>
     if upgrade && recorded.path.ends_with("/portforward") && request.method() == Method::GET {
         return port_forward(&state, &recorded, request).await;
     }
+    if request.method() == Method::POST && recorded.path.ends_with("/selfsubjectaccessreviews") {
+        return allow_review(request).await;
+    }
     proxy(&state.api, request).await
+}
+
+/// Answers a `SelfSubjectAccessReview` with `allowed: true`.
+async fn allow_review(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return status(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let mut review: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return status(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    review["status"] = serde_json::json!({"allowed": true});
+    let mut response = Response::new(Full::new(Bytes::from(review.to_string())));
+    *response.status_mut() = StatusCode::CREATED;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Hands the request to the in-memory API.

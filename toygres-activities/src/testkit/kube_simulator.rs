@@ -11,7 +11,7 @@
 use crate::backend::kubernetes::labels;
 use crate::backend::kubernetes::manifests::{self, PASSWORD_KEY};
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, DeploySpec, Endpoint};
+use crate::backend::{Backend, DeploySpec, Endpoint, InstanceRef};
 use crate::model::Expose;
 use crate::validation::InstanceName;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -85,7 +85,7 @@ pub async fn tick(client: &Client, simulation: &Simulation) -> Result<(), kube::
                 .await?;
             if let (Some(runtime), Ok(name)) = (&simulation.runtime, InstanceName::parse(&owner)) {
                 let uid = pod.labels().get(labels::UID).cloned().unwrap_or_default();
-                let _ = runtime.delete(&name, &uid).await;
+                let _ = runtime.delete(InstanceRef::in_default(&name), &uid).await;
             }
         }
     }
@@ -195,7 +195,7 @@ async fn run_locally(client: &Client, ns: &str, runtime: &LocalBackend, set: &St
     let Ok(name) = InstanceName::parse(&set.name_any()) else {
         return false;
     };
-    if let Ok(endpoint) = runtime.endpoint(&name).await {
+    if let Ok(endpoint) = runtime.endpoint(InstanceRef::in_default(&name)).await {
         // Started already: Ready once it accepts TCP connections (what pg_isready checks).
         return accepts_connections(&endpoint).await;
     }
@@ -237,6 +237,7 @@ async fn run_locally(client: &Client, ns: &str, runtime: &LocalBackend, set: &St
     let version = image.rsplit(':').next().unwrap_or_default().to_string();
     let spec = DeploySpec {
         name: name.clone(),
+        namespace: None,
         uid: set.labels().get(labels::UID).cloned().unwrap_or_default(),
         postgres_version: version,
         storage_gb: 1,

@@ -22,17 +22,35 @@ use toygres_activities::types::*;
 /// How many times to ask another workflow to stop (each call waits up to 5 s) before going on.
 const STOP_ROUNDS: u32 = 12;
 
-/// The version [`run`] is registered as (1.0.0, without backups, is [`run_1_0`]).
-pub const VERSION: &str = "1.1.0";
+/// The version [`run`] is registered as (1.1.0, in the backend's default namespace, is
+/// [`run_1_1`]; 1.0.0, without backups either, is [`run_1_0`]).
+pub const VERSION: &str = "1.2.0";
 
-/// Runs delete-instance 1.1.0: with a `save_backups` step.
+/// The version [`run_1_1`] is registered as.
+pub const VERSION_1_1: &str = "1.1.0";
+
+/// Runs delete-instance 1.2.0: with a `save_backups` step, in the namespace the input names.
 pub async fn run(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Result<(), String> {
+    run_with(ctx, input, &DELETE_STEPS_V1_1).await
+}
+
+/// Runs delete-instance 1.1.0 (it schedules exactly what it always did: the backend's default
+/// namespace), kept for deletes running during an upgrade.
+pub async fn run_1_1(
+    ctx: OrchestrationContext,
+    mut input: DeleteInstanceInput,
+) -> Result<(), String> {
+    input.namespace = None;
     run_with(ctx, input, &DELETE_STEPS_V1_1).await
 }
 
 /// Runs delete-instance 1.0.0 (it schedules exactly what it always did), kept for deletes
 /// running during an upgrade.
-pub async fn run_1_0(ctx: OrchestrationContext, input: DeleteInstanceInput) -> Result<(), String> {
+pub async fn run_1_0(
+    ctx: OrchestrationContext,
+    mut input: DeleteInstanceInput,
+) -> Result<(), String> {
+    input.namespace = None;
     run_with(ctx, input, &DELETE_STEPS).await
 }
 
@@ -185,6 +203,7 @@ async fn tear_down(
     // spares running instances of the name).
     let delete = DeletePostgresInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         uid: input.uid.clone(),
     };
     let delete_limit = Duration::from_millis(input.limits.delete_timeout_ms);

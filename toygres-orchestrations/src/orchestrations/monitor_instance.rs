@@ -40,6 +40,7 @@ pub async fn run(ctx: OrchestrationContext, input: MonitorInstanceInput) -> Resu
         let probe = CheckHealthInput {
             instance_id: input.instance_id,
             name: input.name.clone(),
+            namespace: input.namespace.clone(),
             monitor_id: input.monitor_id.clone(),
             check_id: format!("{}-{check}", input.generation),
             host: input.host.clone(),

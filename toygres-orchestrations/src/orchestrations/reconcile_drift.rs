@@ -63,6 +63,7 @@ pub async fn run(ctx: OrchestrationContext, input: ReconcileDriftInput) -> Resul
             if state.scan - since >= grace_scans {
                 let remove = RemoveOrphanInput {
                     name: orphan.name.clone(),
+                    namespace: orphan.namespace.clone(),
                     uid: orphan.uid.clone(),
                 };
                 match call::<_, bool>(&ctx, remove_orphan::NAME, &remove, policy).await {
@@ -89,6 +90,7 @@ pub async fn run(ctx: OrchestrationContext, input: ReconcileDriftInput) -> Resul
                 let mark = MarkBackendLostInput {
                     instance_id: lost.instance_id,
                     name: lost.name.clone(),
+                    namespace: lost.namespace.clone(),
                 };
                 match call::<_, bool>(&ctx, mark_backend_lost::NAME, &mark, policy).await {
                     Ok(_) => {

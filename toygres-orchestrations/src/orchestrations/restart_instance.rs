@@ -26,6 +26,7 @@ async fn restart(change: &Change<'_>) -> Result<(), crate::steps::StepFailure> {
     change.enter("restart_server", 1);
     let restart = RestartPostgresInput {
         name: target.name.clone(),
+        namespace: target.namespace.clone(),
         uid: target.uid.clone(),
         parameters: None,
     };

@@ -25,6 +25,7 @@ async fn start(change: &Change<'_>) -> Result<(), crate::steps::StepFailure> {
     change.enter("start_server", 1);
     let incarnation = IncarnationInput {
         name: target.name.clone(),
+        namespace: target.namespace.clone(),
         uid: target.uid.clone(),
     };
     change

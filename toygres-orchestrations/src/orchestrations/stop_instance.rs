@@ -55,6 +55,7 @@ async fn stop(change: &Change<'_>, archives: bool) -> Result<(), crate::steps::S
     change.enter("stop_server", 2);
     let incarnation = IncarnationInput {
         name: target.name.clone(),
+        namespace: target.namespace.clone(),
         uid: target.uid.clone(),
     };
     change

@@ -45,6 +45,7 @@ async fn update(change: &Change<'_>, input: &UpdateInstanceInput) -> Result<(), 
     if let Some(storage_gb) = plan.storage_gb {
         let resize = ResizeStorageInput {
             name: target.name.clone(),
+            namespace: target.namespace.clone(),
             uid: target.uid.clone(),
             storage_gb,
         };
@@ -112,6 +113,7 @@ async fn restart_with(
 ) -> Result<(), StepFailure> {
     let restart = RestartPostgresInput {
         name: change.target.name.clone(),
+        namespace: change.target.namespace.clone(),
         uid: change.target.uid.clone(),
         parameters: Some(parameters.clone()),
     };

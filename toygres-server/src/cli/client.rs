@@ -117,6 +117,15 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
 }
 
+/// Which instances `GET /instances` lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InstanceFilter<'a> {
+    /// Only those in this state.
+    pub state: Option<&'a str>,
+    /// Only those in this namespace.
+    pub namespace: Option<&'a str>,
+}
+
 /// A client of one Toygres server.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -177,10 +186,17 @@ impl ApiClient {
     /// `GET /instances`, one page.
     pub async fn list_instances(
         &self,
-        state: Option<&str>,
+        filter: InstanceFilter<'_>,
         cursor: Option<&str>,
     ) -> Result<Reply, ClientError> {
-        let url = self.url(&["instances"], &[("state", state), ("cursor", cursor)]);
+        let url = self.url(
+            &["instances"],
+            &[
+                ("state", filter.state),
+                ("namespace", filter.namespace),
+                ("cursor", cursor),
+            ],
+        );
         self.send(Method::GET, url, None).await
     }
 
@@ -281,12 +297,12 @@ impl ApiClient {
     /// server sent it.
     pub async fn list_all_instances(
         &self,
-        state: Option<&str>,
+        filter: InstanceFilter<'_>,
     ) -> Result<Vec<Box<RawValue>>, ClientError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let reply = self.list_instances(state, cursor.as_deref()).await?;
+            let reply = self.list_instances(filter, cursor.as_deref()).await?;
             match next_page(reply, &mut items, cursor.as_deref(), "GET /instances")? {
                 Some(next) => cursor = Some(next),
                 None => return Ok(items),

@@ -1,6 +1,7 @@
 //! `toygres create | list | get | delete`.
 
 use super::changes::{AfterSuccess, Change, follow, latest_instance};
+use super::client::InstanceFilter;
 use super::exit::CliError;
 use super::model::{AcceptedView, InstanceView, parse, parse_items};
 use super::output::{OutputFormat, emit, emit_json, json_object, json_page};
@@ -74,7 +75,10 @@ pub async fn create(args: CreateArgs) -> Result<(), CliError> {
 pub async fn list(args: ListArgs) -> Result<(), CliError> {
     let client = args.options.client()?;
     let items = client
-        .list_all_instances(args.state.map(|state| state.as_str()))
+        .list_all_instances(InstanceFilter {
+            state: args.state.map(|state| state.as_str()),
+            namespace: args.namespace.as_deref(),
+        })
         .await?;
     match args.options.output {
         OutputFormat::Json => emit_json(&json_page(&items)),
@@ -131,6 +135,9 @@ fn create_body(args: &CreateArgs, password: Option<&str>) -> Value {
     }
     if let Some(expose) = args.expose {
         body.insert("expose".into(), expose.as_str().into());
+    }
+    if let Some(namespace) = &args.namespace {
+        body.insert("namespace".into(), namespace.clone().into());
     }
     if !args.parameters.is_empty() {
         let parameters: Map<String, Value> = args
@@ -191,6 +198,7 @@ mod tests {
             postgres_version: None,
             storage_gb: None,
             expose: None,
+            namespace: None,
             parameters: Vec::new(),
             deletion_protection: false,
             restore_from: None,
@@ -214,12 +222,13 @@ mod tests {
             postgres_version: Some("15".into()),
             storage_gb: Some(5),
             expose: Some(crate::cli::ExposeChoice::Public),
+            namespace: Some("team-b".into()),
             ..args("db")
         };
         assert_eq!(
             create_body(&full, Some("s3cret-password")),
             json!({"name": "db", "password": "s3cret-password", "postgres_version": "15",
-                   "storage_gb": 5, "expose": "public"})
+                   "storage_gb": 5, "expose": "public", "namespace": "team-b"})
         );
         let restored = CreateArgs {
             restore_from: Some("old-db".into()),

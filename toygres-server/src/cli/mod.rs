@@ -144,6 +144,11 @@ pub struct CreateArgs {
     #[arg(long, value_enum)]
     pub expose: Option<ExposeChoice>,
 
+    /// The Kubernetes namespace it goes into, one the server allows (default: the server's
+    /// configured one; the local backend has only `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
     /// A server parameter, PARAM=VALUE (repeat for more), checked against the version's own
     /// pg_settings.
     #[arg(long = "parameter", value_name = "PARAM=VALUE", value_parser = parse_assignment)]
@@ -191,6 +196,10 @@ pub struct ListArgs {
     /// Only instances in this state (deleted ones are listed only with `--state deleted`).
     #[arg(long, value_enum)]
     pub state: Option<StateFilter>,
+
+    /// Only instances in this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
 
     #[command(flatten)]
     pub options: ClientOptions,

@@ -12,6 +12,9 @@ use serde_json::value::RawValue;
 pub struct InstanceView {
     /// Name.
     pub name: String,
+    /// The namespace it lives in (absent from servers older than namespaces).
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// `creating`, `running`, `stopping`, `stopped`, `starting`, `updating`, `deleting`,
     /// `deleted` or `failed`.
     pub state: String,

@@ -14,6 +14,7 @@ pub fn instance_table(instances: &[InstanceView]) -> String {
     }
     let mut table = Table::new(&[
         "NAME",
+        "NAMESPACE",
         "STATE",
         "VERSION",
         "STORAGE",
@@ -28,6 +29,7 @@ pub fn instance_table(instances: &[InstanceView]) -> String {
         };
         table.push(vec![
             instance.name.clone(),
+            instance.namespace.clone().unwrap_or_else(|| NONE.into()),
             state,
             instance.postgres_version.clone(),
             format!("{} GiB", instance.storage_gb),
@@ -47,6 +49,7 @@ pub fn instance_details(instance: &InstanceView) -> String {
     let mut details = Details::new();
     details
         .field("name", &instance.name)
+        .optional("namespace", instance.namespace.clone())
         .field("state", &instance.state)
         .optional(
             "error",

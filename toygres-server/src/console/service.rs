@@ -116,7 +116,7 @@ impl Service {
             let page = self
                 .plane
                 .metadata
-                .list_instances(filter.state, after.clone(), want)
+                .list_instances(filter.state, None, after.clone(), want)
                 .await?;
             more = page.has_more;
             after = page.items.last().map(|last| (last.name.clone(), last.id));

@@ -108,6 +108,7 @@ async fn read_from(
     let target = AdminTarget {
         name: InstanceName::parse(&instance.name)
             .map_err(|error| ServiceError::Internal(error.to_string()))?,
+        namespace: instance.namespace.clone(),
         endpoint: Endpoint { host, port },
         user: ADMIN.to_string(),
         password,

@@ -9,6 +9,7 @@ mod accept;
 pub mod backups;
 pub mod catalogs;
 pub mod changes;
+mod placement;
 pub mod reconciler;
 pub mod upgrade;
 mod workflows;
@@ -20,6 +21,7 @@ pub use changes::UpdateRequest;
 use duroxide::{Client, OrchestrationStatus};
 use rand::Rng as _;
 use std::collections::BTreeMap;
+use toygres_activities::backend::PlacementError;
 use toygres_activities::error::{ActivityError, ErrorCode};
 use toygres_activities::metadata::{
     DeleteReservation, InstanceRecord, MetadataError, MetadataStore, NewInstance, OperationRecord,
@@ -85,6 +87,23 @@ impl ServiceError {
     }
 }
 
+impl From<PlacementError> for ServiceError {
+    fn from(error: PlacementError) -> Self {
+        match error {
+            PlacementError::NoNamespaces { .. } => {
+                ServiceError::UnsupportedByBackend(error.to_string())
+            }
+            PlacementError::NotAllowed { .. } | PlacementError::Missing(_) => {
+                ServiceError::invalid("namespace", error.to_string())
+            }
+            PlacementError::Forbidden(message) => ServiceError::Unavailable(message),
+            PlacementError::Backend(error) => ServiceError::Unavailable(format!(
+                "the backend could not check the namespace: {error}"
+            )),
+        }
+    }
+}
+
 impl From<MetadataError> for ServiceError {
     fn from(error: MetadataError) -> Self {
         ServiceError::Internal(error.to_string())
@@ -129,6 +148,9 @@ pub struct CreateRequest {
     pub expose: Expose,
     /// DNS label for public instances.
     pub dns_label: Option<String>,
+    /// The namespace it goes into (checked by the backend here); the backend's default when
+    /// `None`.
+    pub namespace: Option<String>,
     /// Server parameters (checked against the version's `pg_settings` here).
     pub parameters: BTreeMap<String, String>,
     /// Whether deletes are refused.
@@ -210,6 +232,7 @@ impl ControlPlane {
         {
             return self.with_password(replayed);
         }
+        let namespace = self.placement(request.namespace.as_deref()).await?;
         let restore = match &request.restore_from {
             Some(restore) => Some(self.restore_plan(restore).await?),
             None => None,
@@ -260,6 +283,7 @@ impl ControlPlane {
             sealed_monitor_password: self.secret_key.seal(&generate_password()),
             uid: random_id("ins_"),
             name: request.name.clone(),
+            namespace,
             backend: self.backend_kind.clone(),
             postgres_version,
             storage_gb: i32::try_from(storage_gb).unwrap_or(i32::MAX),

@@ -72,7 +72,7 @@ async fn convert(plane: &ControlPlane, instance: &InstanceRecord) -> anyhow::Res
     };
     let done = legacy::convert(
         plane.backend.as_ref(),
-        &name,
+        toygres_activities::backend::InstanceRef::new(&name, instance.namespace.as_deref()),
         &endpoint,
         &instance.postgres_version,
         &passwords,

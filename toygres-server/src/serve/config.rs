@@ -138,9 +138,15 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_DRIFT_GRACE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub drift_grace_secs: u64,
 
-    /// Kubernetes backend: the namespace instances live in.
+    /// Kubernetes backend: the namespace an instance goes into when its create names none.
     #[arg(long, env = "TOYGRES_K8S_NAMESPACE", default_value = "toygres")]
     pub k8s_namespace: String,
+
+    /// Kubernetes backend: the namespaces instances may go into, comma separated; it must
+    /// include TOYGRES_K8S_NAMESPACE (unset: that one alone). Each needs a RoleBinding of the
+    /// ClusterRole toygres-instances (deploy/README.md).
+    #[arg(long, env = "TOYGRES_K8S_NAMESPACES", value_delimiter = ',')]
+    pub k8s_namespaces: Vec<String>,
 
     /// Kubernetes backend: the PostgreSQL image repository (the tag is the major version).
     #[arg(long, env = "TOYGRES_K8S_IMAGE", default_value = "postgres")]
@@ -223,6 +229,19 @@ impl ServeConfig {
     pub fn kubernetes(&self) -> KubernetesConfig {
         KubernetesConfig {
             namespace: self.k8s_namespace.clone(),
+            namespaces: {
+                let listed: Vec<String> = self
+                    .k8s_namespaces
+                    .iter()
+                    .map(|namespace| namespace.trim().to_string())
+                    .filter(|namespace| !namespace.is_empty())
+                    .collect();
+                if listed.is_empty() {
+                    vec![self.k8s_namespace.clone()]
+                } else {
+                    listed
+                }
+            },
             image: self.k8s_image.clone(),
             versions: self
                 .k8s_versions

@@ -130,11 +130,32 @@ async fn run_with_database(
                     "the kubernetes backend runs no backups yet: backup requests are refused (unsupported_by_backend)"
                 );
             }
-            let kubernetes = KubernetesBackend::connect(config.kubernetes())
+            let settings = config.kubernetes();
+            settings
+                .check_namespaces()
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let kubernetes = KubernetesBackend::connect(settings)
                 .await
                 .context("connecting to the Kubernetes cluster (KUBECONFIG or in-cluster)")?;
+            match kubernetes.missing_permissions().await {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) => {
+                    for permission in &missing {
+                        tracing::error!(
+                            namespace = %permission.namespace,
+                            verb = %permission.verb,
+                            resource = %permission.resource,
+                            "Toygres lacks a permission it needs: bind the ClusterRole toygres-instances in the namespace (deploy/README.md); /readyz answers 503 until then"
+                        );
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not check Toygres's permissions; /readyz checks again")
+                }
+            }
             tracing::info!(
                 namespace = %config.k8s_namespace,
+                allowed_namespaces = %kubernetes.allowed_namespaces().join(","),
                 internal_instances_via = if kubernetes.tunnels_internal() { "port-forward" } else { "cluster DNS" },
                 "instances run on Kubernetes"
             );
@@ -211,6 +232,19 @@ async fn run_with_database(
         drift_grace: Duration::from_secs(config.drift_grace_secs),
     });
 
+    match plane
+        .metadata
+        .assign_default_namespace(plane.backend.default_namespace())
+        .await
+    {
+        Ok(0) => {}
+        Ok(assigned) => tracing::info!(
+            assigned,
+            namespace = plane.backend.default_namespace(),
+            "gave instances made before namespaces the default namespace"
+        ),
+        Err(error) => return Err(error).context("giving older instances their namespace"),
+    }
     match reconciler::reconcile(&plane, true, true).await {
         Ok(report) if report != Default::default() => {
             tracing::info!(?report, "reconciled accepted operations")

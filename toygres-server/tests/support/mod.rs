@@ -188,7 +188,7 @@ pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 
 pub async fn delete_all(backend: &LocalBackend) {
     for owned in backend.list_owned().await.unwrap_or_default() {
         if let Some(uid) = &owned.uid {
-            let _ = backend.delete(&owned.name, uid).await;
+            let _ = backend.delete(owned.instance(), uid).await;
         }
     }
 }

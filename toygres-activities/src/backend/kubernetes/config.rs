@@ -85,8 +85,11 @@ impl std::str::FromStr for ConnectMode {
 /// Settings of the Kubernetes backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesConfig {
-    /// The namespace every instance lives in.
+    /// The namespace an instance goes into when its create names none.
     pub namespace: String,
+    /// The namespaces instances may go into (the default among them): drift, orphan removal
+    /// and the permission check cover each.
+    pub namespaces: Vec<String>,
     /// The image repository; the tag is the major PostgreSQL version.
     pub image: String,
     /// The major versions offered, oldest first.
@@ -129,10 +132,52 @@ impl KubernetesConfig {
     pub const AZURE_DNS_SUFFIX: &str = "cloudapp.azure.com";
 }
 
+impl KubernetesConfig {
+    /// Checks the namespace settings: every allowed namespace a DNS-1123 label, the default
+    /// among them, none twice.
+    pub fn check_namespaces(&self) -> Result<(), String> {
+        if let Some(bad) = self
+            .namespaces
+            .iter()
+            .chain(std::iter::once(&self.namespace))
+            .find(|namespace| !is_namespace_name(namespace))
+        {
+            return Err(format!(
+                "{bad:?} is not a namespace name (1-63 lowercase letters, digits and '-')"
+            ));
+        }
+        if !self.namespaces.contains(&self.namespace) {
+            return Err(format!(
+                "TOYGRES_K8S_NAMESPACES ({}) must include the default namespace \
+                 TOYGRES_K8S_NAMESPACE ({})",
+                self.namespaces.join(","),
+                self.namespace
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.namespaces.iter().find(|ns| !seen.insert(ns.as_str())) {
+            return Err(format!("TOYGRES_K8S_NAMESPACES lists {twice} twice"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is a Kubernetes namespace name (a DNS-1123 label).
+fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
             namespace: Self::DEFAULT_NAMESPACE.into(),
+            namespaces: vec![Self::DEFAULT_NAMESPACE.into()],
             image: Self::DEFAULT_IMAGE.into(),
             versions: ["14", "15", "16", "17"].map(String::from).to_vec(),
             retain_volumes: false,
@@ -149,7 +194,29 @@ impl Default for KubernetesConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::ConnectMode;
+    use super::{ConnectMode, KubernetesConfig};
+
+    #[test]
+    fn namespace_settings_are_checked() {
+        let mut config = KubernetesConfig::default();
+        assert_eq!(config.check_namespaces(), Ok(()));
+        config.namespaces = vec!["team-a".into(), "toygres".into()];
+        assert_eq!(config.check_namespaces(), Ok(()));
+        config.namespaces = vec!["team-a".into()];
+        assert!(
+            config
+                .check_namespaces()
+                .is_err_and(|error| error.contains("must include"))
+        );
+        config.namespaces = vec!["toygres".into(), "Team_A".into()];
+        assert!(config.check_namespaces().is_err());
+        config.namespaces = vec!["toygres".into(), "toygres".into()];
+        assert!(
+            config
+                .check_namespaces()
+                .is_err_and(|error| error.contains("twice"))
+        );
+    }
 
     #[test]
     fn connect_modes_parse_print_and_decide() -> Result<(), String> {

@@ -5,7 +5,7 @@
 use super::errors::classify;
 use super::{KubernetesBackend, labels, manifests};
 use crate::backend::BackendError;
-use crate::validation::InstanceName;
+use crate::backend::InstanceRef;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Resource as _;
@@ -37,11 +37,12 @@ impl KubernetesBackend {
     /// The StatefulSet of incarnation `uid` of `name`.
     async fn own_statefulset(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
     ) -> Result<StatefulSet, BackendError> {
+        let name = instance.name;
         let set = self
-            .api::<StatefulSet>()
+            .api_of::<StatefulSet>(instance)
             .get_opt(name.as_str())
             .await
             .map_err(|error| classify(&format!("reading StatefulSet {name}"), error))?;
@@ -54,9 +55,10 @@ impl KubernetesBackend {
     }
 
     /// Sets the StatefulSet's replicas.
-    async fn scale(&self, name: &InstanceName, replicas: i32) -> Result<(), BackendError> {
+    async fn scale(&self, instance: InstanceRef<'_>, replicas: i32) -> Result<(), BackendError> {
+        let name = instance.name;
         let patch = json!({"spec": {"replicas": replicas}});
-        self.api::<StatefulSet>()
+        self.api_of::<StatefulSet>(instance)
             .patch(
                 name.as_str(),
                 &PatchParams::default(),
@@ -70,10 +72,11 @@ impl KubernetesBackend {
     }
 
     /// The uid of the instance's pod now, if there is one.
-    async fn pod_uid(&self, name: &InstanceName) -> Result<Option<String>, BackendError> {
+    async fn pod_uid(&self, instance: InstanceRef<'_>) -> Result<Option<String>, BackendError> {
+        let name = instance.name;
         let pod_name = manifests::pod_name(name.as_str());
         let pod = self
-            .api::<Pod>()
+            .api_of::<Pod>(instance)
             .get_opt(&pod_name)
             .await
             .map_err(|error| classify(&format!("reading Pod {pod_name}"), error))?;
@@ -81,11 +84,16 @@ impl KubernetesBackend {
     }
 
     /// Waits (backing off from 100 ms to 1 s) until the pod with uid `gone` no longer exists.
-    async fn wait_pod_gone(&self, name: &InstanceName, gone: &str) -> Result<(), BackendError> {
+    async fn wait_pod_gone(
+        &self,
+        instance: InstanceRef<'_>,
+        gone: &str,
+    ) -> Result<(), BackendError> {
+        let name = instance.name;
         let deadline = tokio::time::Instant::now() + POD_GONE_WAIT;
         let mut pause = Duration::from_millis(100);
         loop {
-            if self.pod_uid(name).await?.as_deref() != Some(gone) {
+            if self.pod_uid(instance).await?.as_deref() != Some(gone) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -103,13 +111,13 @@ impl KubernetesBackend {
     /// Scales to 0 and waits until the pod is gone.
     pub(super) async fn stop_incarnation(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), BackendError> {
-        self.own_statefulset(name, uid).await?;
-        self.scale(name, 0).await?;
-        match self.pod_uid(name).await? {
-            Some(pod) => self.wait_pod_gone(name, &pod).await,
+        self.own_statefulset(instance, uid).await?;
+        self.scale(instance, 0).await?;
+        match self.pod_uid(instance).await? {
+            Some(pod) => self.wait_pod_gone(instance, &pod).await,
             None => Ok(()),
         }
     }
@@ -117,22 +125,23 @@ impl KubernetesBackend {
     /// Scales back to 1.
     pub(super) async fn start_incarnation(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), BackendError> {
-        self.own_statefulset(name, uid).await?;
-        self.scale(name, 1).await
+        self.own_statefulset(instance, uid).await?;
+        self.scale(instance, 1).await
     }
 
     /// Replaces the pod, after setting the container's arguments to `parameters` when given.
     pub(super) async fn restart_incarnation(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         parameters: Option<&BTreeMap<String, String>>,
     ) -> Result<(), BackendError> {
-        let mut set = self.own_statefulset(name, uid).await?;
-        let old_pod = self.pod_uid(name).await?;
+        let name = instance.name;
+        let mut set = self.own_statefulset(instance, uid).await?;
+        let old_pod = self.pod_uid(instance).await?;
         match parameters {
             Some(parameters) => {
                 // The whole object back, as read (its resourceVersion guards against a change
@@ -156,14 +165,14 @@ impl KubernetesBackend {
                 if let Some(spec) = set.spec.as_mut() {
                     spec.replicas = Some(1);
                 }
-                self.api::<StatefulSet>()
+                self.api_of::<StatefulSet>(instance)
                     .replace(name.as_str(), &PostParams::default(), &set)
                     .await
                     .map_err(|error| {
                         classify(&format!("setting the server settings of {name}"), error)
                     })?;
             }
-            None => self.scale(name, 1).await?,
+            None => self.scale(instance, 1).await?,
         }
         let Some(old_pod) = old_pod else {
             return Ok(()); // no pod to replace: the controller makes one with the new template
@@ -176,29 +185,34 @@ impl KubernetesBackend {
             }),
             ..DeleteParams::default()
         };
-        match self.api::<Pod>().delete(&pod_name, &params).await {
+        match self
+            .api_of::<Pod>(instance)
+            .delete(&pod_name, &params)
+            .await
+        {
             Ok(_) => {}
             // Gone already, or replaced by the controller's own rollout.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(error) => return Err(classify(&format!("deleting Pod {pod_name}"), error)),
         }
-        self.wait_pod_gone(name, &old_pod).await
+        self.wait_pod_gone(instance, &old_pod).await
     }
 
     /// Grows the volume claim; a storage class that cannot expand is
     /// [`BackendError::Unsupported`].
     pub(super) async fn resize_incarnation(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         storage_gb: u32,
     ) -> Result<(), BackendError> {
-        let set = self.own_statefulset(name, uid).await?;
+        let name = instance.name;
+        let set = self.own_statefulset(instance, uid).await?;
         let claim = claim_of(&set, name.as_str(), uid);
         let patch =
             json!({"spec": {"resources": {"requests": {"storage": format!("{storage_gb}Gi")}}}});
         match self
-            .api::<PersistentVolumeClaim>()
+            .api_of::<PersistentVolumeClaim>(instance)
             .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
@@ -257,7 +271,8 @@ mod tests {
 
     fn spec() -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
         Ok(DeploySpec {
-            name: InstanceName::parse("orders-db")?,
+            name: crate::validation::InstanceName::parse("orders-db")?,
+            namespace: None,
             uid: "ins_first".into(),
             postgres_version: "16".into(),
             storage_gb: 3,
@@ -309,10 +324,13 @@ mod tests {
         let client = ClientBuilder::new().build().await?;
         let (backend, spec) = deployed(client.clone()).await?;
         remove_pod_soon(client.clone(), manifests::pod_name(spec.name.as_str()));
-        backend.stop(&spec.name, &spec.uid).await?;
+        backend.stop(spec.instance(), &spec.uid).await?;
         let set = statefulset(&client).await?;
         assert_eq!(set.spec.and_then(|s| s.replicas), Some(0));
-        assert_eq!(backend.readiness(&spec.name).await?, Readiness::Stopped);
+        assert_eq!(
+            backend.readiness(spec.instance()).await?,
+            Readiness::Stopped
+        );
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
         assert!(
             claims
@@ -321,16 +339,16 @@ mod tests {
                 .is_some(),
             "the data stays"
         );
-        backend.start(&spec.name, &spec.uid).await?;
+        backend.start(spec.instance(), &spec.uid).await?;
         let set = statefulset(&client).await?;
         assert_eq!(set.spec.and_then(|s| s.replicas), Some(1));
         assert!(matches!(
-            backend.readiness(&spec.name).await?,
+            backend.readiness(spec.instance()).await?,
             Readiness::NotReady(_)
         ));
         // Another incarnation's objects are never scaled.
         assert!(matches!(
-            backend.stop(&spec.name, "ins_other").await,
+            backend.stop(spec.instance(), "ins_other").await,
             Err(BackendError::NotDeployed(_))
         ));
         Ok(())
@@ -342,7 +360,7 @@ mod tests {
         let (backend, spec) = deployed(client.clone()).await?;
         let parameters = BTreeMap::from([("max_connections".to_string(), "200".to_string())]);
         backend
-            .restart(&spec.name, &spec.uid, Some(&parameters))
+            .restart(spec.instance(), &spec.uid, Some(&parameters))
             .await?;
         let set = statefulset(&client).await?;
         let container = set
@@ -364,7 +382,7 @@ mod tests {
         );
         // Back to no settings: no arguments (the image's own command).
         backend
-            .restart(&spec.name, &spec.uid, Some(&BTreeMap::new()))
+            .restart(spec.instance(), &spec.uid, Some(&BTreeMap::new()))
             .await?;
         let set = statefulset(&client).await?;
         let args = set
@@ -414,7 +432,7 @@ mod tests {
     async fn a_resize_grows_the_claim_or_says_why_it_cannot() -> TestResult {
         let client = ClientBuilder::new().build().await?;
         let (backend, spec) = deployed(client.clone()).await?;
-        backend.resize(&spec.name, &spec.uid, 20).await?;
+        backend.resize(spec.instance(), &spec.uid, 20).await?;
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, NS);
         let claim = claims
             .get(&manifests::pvc_name(spec.name.as_str(), &spec.uid))
@@ -429,7 +447,7 @@ mod tests {
         // The API server refuses to grow a claim of a storage class that cannot expand: the
         // exact answer of a real one (403 from admission).
         let backend = refusing_resizes(&spec)?;
-        match backend.resize(&spec.name, &spec.uid, 20).await {
+        match backend.resize(spec.instance(), &spec.uid, 20).await {
             Err(BackendError::Unsupported(message)) => {
                 assert!(message.contains("storageclass"), "{message}")
             }

@@ -142,7 +142,11 @@ fn missing(template: &'static str, what: &str) -> ManifestError {
 fn metadata(name: String, spec: &DeploySpec, config: &KubernetesConfig) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: Some(config.namespace.clone()),
+        namespace: Some(
+            spec.namespace
+                .clone()
+                .unwrap_or_else(|| config.namespace.clone()),
+        ),
         labels: Some(labels::owned(spec.name.as_str(), &spec.uid)),
         ..ObjectMeta::default()
     }

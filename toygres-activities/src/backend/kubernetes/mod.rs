@@ -12,6 +12,7 @@ mod errors;
 pub mod labels;
 mod lifecycle;
 pub mod manifests;
+pub mod permissions;
 #[cfg(test)]
 mod tests;
 pub mod tunnel;
@@ -19,8 +20,8 @@ pub mod tunnel;
 pub use config::{ConnectMode, KubernetesConfig, Resources};
 
 use super::{
-    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceStream, OwnedInstance,
-    Readiness, dial_tcp,
+    Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, InstanceRef, InstanceStream,
+    MissingPermission, OwnedInstance, PlacementError, Readiness, dial_tcp,
 };
 use crate::validation::InstanceName;
 use async_trait::async_trait;
@@ -52,6 +53,8 @@ pub struct KubernetesBackend {
     tunnels_internal: bool,
     /// The DNS suffix read from the nodes' region, once found.
     region_suffix: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// The last permission check.
+    permissions: std::sync::Arc<std::sync::Mutex<permissions::PermissionCache>>,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
@@ -91,6 +94,7 @@ impl KubernetesBackend {
             config,
             tunnels_internal,
             region_suffix: Default::default(),
+            permissions: Default::default(),
         }
     }
 
@@ -115,8 +119,18 @@ impl KubernetesBackend {
         &self.config
     }
 
-    fn api<K: Managed>(&self) -> Api<K> {
-        Api::namespaced(self.client.clone(), &self.config.namespace)
+    /// The namespace `instance` lives in (the configured default when it names none).
+    fn namespace_of<'a>(&'a self, instance: InstanceRef<'a>) -> &'a str {
+        instance.namespace.unwrap_or(&self.config.namespace)
+    }
+
+    fn api<K: Managed>(&self, namespace: &str) -> Api<K> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Objects of kind `K` in the namespace of `instance`.
+    fn api_of<K: Managed>(&self, instance: InstanceRef<'_>) -> Api<K> {
+        self.api(self.namespace_of(instance))
     }
 
     /// Creates `object`, or adopts it when it exists with this incarnation's labels. An object
@@ -129,7 +143,7 @@ impl KubernetesBackend {
         spec: &DeploySpec,
         deadline: tokio::time::Instant,
     ) -> Result<DeployOutcome, BackendError> {
-        let api = self.api::<K>();
+        let api = self.api_of::<K>(spec.instance());
         let kind = K::kind(&());
         let name = object.name_any();
         let what = format!("{kind} {name}");
@@ -171,7 +185,7 @@ impl KubernetesBackend {
                     return Err(BackendError::Permanent(format!(
                         "{what} already exists in namespace {} and is not managed by Toygres \
                          for this instance; remove or rename it",
-                        self.config.namespace
+                        self.namespace_of(spec.instance())
                     )));
                 }
             }
@@ -202,7 +216,7 @@ impl KubernetesBackend {
         spec: &DeploySpec,
         deadline: tokio::time::Instant,
     ) -> Result<(), BackendError> {
-        let api = self.api::<Pod>();
+        let api = self.api_of::<Pod>(spec.instance());
         let pod_name = manifests::pod_name(spec.name.as_str());
         let what = format!("Pod {pod_name}");
         let existing = api
@@ -226,10 +240,11 @@ impl KubernetesBackend {
     async fn delete_if_ours<K: Managed>(
         &self,
         object: &str,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
     ) -> Result<(), BackendError> {
-        let api = self.api::<K>();
+        let name = instance.name;
+        let api = self.api_of::<K>(instance);
         let what = format!("{} {object}", K::kind(&()));
         let existing = api
             .get_opt(object)
@@ -247,9 +262,13 @@ impl KubernetesBackend {
     }
 
     /// Deletes every object of kind `K` labelled with incarnation `uid` of instance `name`.
-    async fn sweep<K: Managed>(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
-        let api = self.api::<K>();
-        let selector = labels::incarnation_selector(name.as_str(), uid);
+    async fn sweep<K: Managed>(
+        &self,
+        instance: InstanceRef<'_>,
+        uid: &str,
+    ) -> Result<(), BackendError> {
+        let api = self.api_of::<K>(instance);
+        let selector = labels::incarnation_selector(instance.name.as_str(), uid);
         let listed = api
             .list(&ListParams::default().labels(&selector))
             .await
@@ -260,34 +279,45 @@ impl KubernetesBackend {
         Ok(())
     }
 
-    /// The incarnations that own objects of kind `K`.
+    /// The incarnations that own objects of kind `K`, in every allowed namespace.
     async fn owners<K: Managed>(
         &self,
-        into: &mut BTreeSet<(String, Option<String>)>,
+        into: &mut BTreeSet<OwnedInstance>,
     ) -> Result<(), BackendError> {
-        let listed = self
-            .api::<K>()
-            .list(&ListParams::default().labels(&labels::managed_selector()))
-            .await
-            .map_err(|error| classify(&format!("listing {}s", K::kind(&())), error))?;
-        into.extend(listed.items.iter().filter_map(|object| {
-            let labels = object.labels();
-            let name = labels.get(labels::INSTANCE)?.clone();
-            Some((name, labels.get(labels::UID).cloned()))
-        }));
+        for namespace in &self.config.namespaces {
+            let listed = self
+                .api::<K>(namespace)
+                .list(&ListParams::default().labels(&labels::managed_selector()))
+                .await
+                .map_err(|error| {
+                    classify(&format!("listing {}s in {namespace}", K::kind(&())), error)
+                })?;
+            into.extend(listed.items.iter().filter_map(|object| {
+                let labels = object.labels();
+                Some(OwnedInstance {
+                    name: InstanceName::parse(labels.get(labels::INSTANCE)?).ok()?,
+                    namespace: Some(namespace.clone()),
+                    uid: labels.get(labels::UID).cloned(),
+                })
+            }));
+        }
         Ok(())
     }
 
     /// The cluster DNS name of an internal instance's Service.
-    fn cluster_host(&self, name: &InstanceName) -> String {
-        format!("{name}.{}.svc.cluster.local", self.config.namespace)
+    fn cluster_host(&self, instance: InstanceRef<'_>) -> String {
+        format!(
+            "{}.{}.svc.cluster.local",
+            instance.name,
+            self.namespace_of(instance)
+        )
     }
 
-    async fn service(&self, name: &InstanceName) -> Result<Option<Service>, BackendError> {
-        self.api::<Service>()
-            .get_opt(name.as_str())
+    async fn service(&self, instance: InstanceRef<'_>) -> Result<Option<Service>, BackendError> {
+        self.api_of::<Service>(instance)
+            .get_opt(instance.name.as_str())
             .await
-            .map_err(|error| classify(&format!("reading Service {name}"), error))
+            .map_err(|error| classify(&format!("reading Service {instance}"), error))
     }
 }
 
@@ -404,6 +434,22 @@ impl Backend for KubernetesBackend {
         self.config.versions.clone()
     }
 
+    fn default_namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    fn allowed_namespaces(&self) -> Vec<String> {
+        self.config.namespaces.clone()
+    }
+
+    async fn check_placement(&self, namespace: &str) -> Result<(), PlacementError> {
+        self.placement(namespace).await
+    }
+
+    async fn missing_permissions(&self) -> Result<Vec<MissingPermission>, BackendError> {
+        self.check_permissions().await
+    }
+
     async fn deploy(&self, spec: &DeploySpec) -> Result<DeployOutcome, BackendError> {
         if !self.config.versions.contains(&spec.postgres_version) {
             return Err(BackendError::UnsupportedVersion {
@@ -438,9 +484,10 @@ impl Backend for KubernetesBackend {
         }
     }
 
-    async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError> {
+    async fn readiness(&self, instance: InstanceRef<'_>) -> Result<Readiness, BackendError> {
+        let name = instance.name;
         let set = self
-            .api::<StatefulSet>()
+            .api_of::<StatefulSet>(instance)
             .get_opt(name.as_str())
             .await
             .map_err(|error| classify(&format!("reading StatefulSet {name}"), error))?;
@@ -451,7 +498,7 @@ impl Backend for KubernetesBackend {
         };
         let pod_name = manifests::pod_name(name.as_str());
         let pod = self
-            .api::<Pod>()
+            .api_of::<Pod>(instance)
             .get_opt(&pod_name)
             .await
             .map_err(|error| classify(&format!("reading Pod {pod_name}"), error))?;
@@ -480,7 +527,7 @@ impl Backend for KubernetesBackend {
                 "pod {pod_name} is not ready (phase {phase})"
             )));
         }
-        match self.service(name).await? {
+        match self.service(instance).await? {
             None => Ok(Readiness::NotReady(format!("Service {name} is missing"))),
             Some(service)
                 if is_load_balancer(&service) && load_balancer_address(&service).is_none() =>
@@ -493,24 +540,25 @@ impl Backend for KubernetesBackend {
         }
     }
 
-    async fn endpoint(&self, name: &InstanceName) -> Result<Endpoint, BackendError> {
+    async fn endpoint(&self, instance: InstanceRef<'_>) -> Result<Endpoint, BackendError> {
+        let name = instance.name;
         let service = self
-            .service(name)
+            .service(instance)
             .await?
-            .ok_or_else(|| BackendError::NotDeployed(name.to_string()))?;
+            .ok_or_else(|| BackendError::NotDeployed(instance.to_string()))?;
         let port = service_port(&service).unwrap_or(self.config.service_port);
         let host = if is_load_balancer(&service) {
             load_balancer_address(&service).ok_or_else(|| {
                 BackendError::Transient(format!("Service {name} has no load-balancer address yet"))
             })?
         } else {
-            self.cluster_host(name)
+            self.cluster_host(instance)
         };
         Ok(Endpoint { host, port })
     }
 
-    async fn dns_name(&self, name: &InstanceName) -> Result<Option<String>, BackendError> {
-        let Some(service) = self.service(name).await? else {
+    async fn dns_name(&self, instance: InstanceRef<'_>) -> Result<Option<String>, BackendError> {
+        let Some(service) = self.service(instance).await? else {
             return Ok(None);
         };
         let Some(label) = self.dns_label_of(&service) else {
@@ -524,47 +572,48 @@ impl Backend for KubernetesBackend {
 
     async fn dial(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         endpoint: &Endpoint,
     ) -> Result<InstanceStream, BackendError> {
-        if !(self.tunnels_internal && endpoint.host == self.cluster_host(name)) {
+        if !(self.tunnels_internal && endpoint.host == self.cluster_host(instance)) {
             return dial_tcp(endpoint).await;
         }
         let port = manifests::container_port()
             .map_err(|error| BackendError::Permanent(error.to_string()))?;
         let tunnel = tunnel::PodTunnel::open(
-            &self.api::<Pod>(),
-            &manifests::pod_name(name.as_str()),
+            &self.api_of::<Pod>(instance),
+            &manifests::pod_name(instance.name.as_str()),
             port,
         )
         .await?;
         Ok(Box::new(tunnel))
     }
 
-    async fn delete(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
-        let instance = name.as_str();
-        self.delete_if_ours::<Service>(instance, name, uid).await?;
-        self.delete_if_ours::<NetworkPolicy>(instance, name, uid)
+    async fn delete(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        let object = instance.name.as_str();
+        self.delete_if_ours::<Service>(object, instance, uid)
             .await?;
-        self.delete_if_ours::<StatefulSet>(instance, name, uid)
+        self.delete_if_ours::<NetworkPolicy>(object, instance, uid)
             .await?;
-        self.delete_if_ours::<Secret>(&manifests::secret_name(instance), name, uid)
+        self.delete_if_ours::<StatefulSet>(object, instance, uid)
+            .await?;
+        self.delete_if_ours::<Secret>(&manifests::secret_name(object), instance, uid)
             .await?;
         if !self.config.retain_volumes {
             self.delete_if_ours::<PersistentVolumeClaim>(
-                &manifests::pvc_name(instance, uid),
-                name,
+                &manifests::pvc_name(object, uid),
+                instance,
                 uid,
             )
             .await?;
         }
         // Whatever else carries the incarnation's labels (objects of renamed templates).
-        self.sweep::<Service>(name, uid).await?;
-        self.sweep::<NetworkPolicy>(name, uid).await?;
-        self.sweep::<StatefulSet>(name, uid).await?;
-        self.sweep::<Secret>(name, uid).await?;
+        self.sweep::<Service>(instance, uid).await?;
+        self.sweep::<NetworkPolicy>(instance, uid).await?;
+        self.sweep::<StatefulSet>(instance, uid).await?;
+        self.sweep::<Secret>(instance, uid).await?;
         if !self.config.retain_volumes {
-            self.sweep::<PersistentVolumeClaim>(name, uid).await?;
+            self.sweep::<PersistentVolumeClaim>(instance, uid).await?;
         }
         Ok(())
     }
@@ -576,15 +625,7 @@ impl Backend for KubernetesBackend {
         self.owners::<Service>(&mut owners).await?;
         self.owners::<Secret>(&mut owners).await?;
         self.owners::<NetworkPolicy>(&mut owners).await?;
-        Ok(owners
-            .into_iter()
-            .filter_map(|(name, uid)| {
-                Some(OwnedInstance {
-                    name: InstanceName::parse(&name).ok()?,
-                    uid,
-                })
-            })
-            .collect())
+        Ok(owners.into_iter().collect())
     }
 
     async fn list_running(&self) -> Result<Option<Vec<OwnedInstance>>, BackendError> {
@@ -592,42 +633,32 @@ impl Backend for KubernetesBackend {
         // serves nothing.
         let mut owners = BTreeSet::new();
         self.owners::<StatefulSet>(&mut owners).await?;
-        Ok(Some(
-            owners
-                .into_iter()
-                .filter_map(|(name, uid)| {
-                    Some(OwnedInstance {
-                        name: InstanceName::parse(&name).ok()?,
-                        uid,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(Some(owners.into_iter().collect()))
     }
 
-    async fn stop(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
-        self.stop_incarnation(name, uid).await
+    async fn stop(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        self.stop_incarnation(instance, uid).await
     }
 
-    async fn start(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
-        self.start_incarnation(name, uid).await
+    async fn start(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        self.start_incarnation(instance, uid).await
     }
 
     async fn restart(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         parameters: Option<&std::collections::BTreeMap<String, String>>,
     ) -> Result<(), BackendError> {
-        self.restart_incarnation(name, uid, parameters).await
+        self.restart_incarnation(instance, uid, parameters).await
     }
 
     async fn resize(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         storage_gb: u32,
     ) -> Result<(), BackendError> {
-        self.resize_incarnation(name, uid, storage_gb).await
+        self.resize_incarnation(instance, uid, storage_gb).await
     }
 }

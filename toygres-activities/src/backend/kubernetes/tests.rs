@@ -22,6 +22,7 @@ fn spec(
 ) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
     Ok(DeploySpec {
         name: InstanceName::parse(name)?,
+        namespace: None,
         uid: "ins_first".into(),
         postgres_version: "16".into(),
         storage_gb: 3,
@@ -272,6 +273,7 @@ async fn deploy_creates_labelled_objects_then_adopts_them() -> TestResult {
 fn owned(spec: &DeploySpec) -> OwnedInstance {
     OwnedInstance {
         name: spec.name.clone(),
+        namespace: Some(NS.into()),
         uid: Some(spec.uid.clone()),
     }
 }
@@ -356,7 +358,7 @@ async fn a_retained_volume_of_an_older_incarnation_is_never_the_new_ones() -> Te
     let old = spec("orders-db", Expose::Internal)?;
     backend.deploy(&old).await?;
     tick(&client, &simulation()).await?;
-    backend.delete(&old.name, &old.uid).await?;
+    backend.delete(old.instance(), &old.uid).await?;
     let new = DeploySpec {
         uid: "ins_second".into(),
         ..old
@@ -474,14 +476,14 @@ async fn readiness_ignores_an_old_or_terminating_pod() -> TestResult {
     // The old incarnation's pod, still Ready.
     pods.create(&PostParams::default(), &ready_pod("ins_old"))
         .await?;
-    match backend.readiness(&spec.name).await? {
+    match backend.readiness(spec.instance()).await? {
         Readiness::NotReady(detail) => assert!(detail.contains("incarnation"), "{detail}"),
         other => return Err(format!("an old pod counted: {other:?}").into()),
     }
     pods.delete("orders-db-0", &DeleteParams::default()).await?;
     pods.create(&PostParams::default(), &ready_pod("ins_first"))
         .await?;
-    assert_eq!(backend.readiness(&spec.name).await?, Readiness::Ready);
+    assert_eq!(backend.readiness(spec.instance()).await?, Readiness::Ready);
     Ok(())
 }
 
@@ -507,7 +509,7 @@ async fn readiness_ignores_a_terminating_pod() -> TestResult {
     let backend = backend(client.clone());
     let spec = spec("orders-db", Expose::Internal)?;
     backend.deploy(&spec).await?;
-    match backend.readiness(&spec.name).await? {
+    match backend.readiness(spec.instance()).await? {
         Readiness::NotReady(detail) => assert!(detail.contains("terminating"), "{detail}"),
         other => return Err(format!("a terminating pod counted: {other:?}").into()),
     }
@@ -547,7 +549,7 @@ async fn public_instances_report_their_dns_name() -> TestResult {
     let public = spec("orders-db", Expose::Public)?;
     from_nodes.deploy(&public).await?;
     assert_eq!(
-        from_nodes.dns_name(&public.name).await?.as_deref(),
+        from_nodes.dns_name(public.instance()).await?.as_deref(),
         Some("orders.westeurope.cloudapp.azure.com")
     );
     let configured = KubernetesBackend::new(
@@ -558,23 +560,23 @@ async fn public_instances_report_their_dns_name() -> TestResult {
         },
     );
     assert_eq!(
-        configured.dns_name(&public.name).await?.as_deref(),
+        configured.dns_name(public.instance()).await?.as_deref(),
         Some("orders.db.example.com")
     );
     // An internal instance, or a public one without a label, has none.
     let internal = spec("ledger", Expose::Internal)?;
     from_nodes.deploy(&internal).await?;
-    assert_eq!(from_nodes.dns_name(&internal.name).await?, None);
+    assert_eq!(from_nodes.dns_name(internal.instance()).await?, None);
     let unlabelled = DeploySpec {
         dns_label: None,
         ..spec("plain", Expose::Public)?
     };
     from_nodes.deploy(&unlabelled).await?;
-    assert_eq!(from_nodes.dns_name(&unlabelled.name).await?, None);
+    assert_eq!(from_nodes.dns_name(unlabelled.instance()).await?, None);
     // No node names a region: no name.
     let bare = backend(fake().await?);
     bare.deploy(&public).await?;
-    assert_eq!(bare.dns_name(&public.name).await?, None);
+    assert_eq!(bare.dns_name(public.instance()).await?, None);
     Ok(())
 }
 
@@ -605,7 +607,7 @@ async fn delete_removes_everything_and_tolerates_absence() -> TestResult {
     let client = fake().await?;
     let backend = backend(client.clone());
     let spec = spec("orders-db", Expose::Public)?;
-    backend.delete(&spec.name, &spec.uid).await?; // nothing there: fine
+    backend.delete(spec.instance(), &spec.uid).await?; // nothing there: fine
     backend.deploy(&spec).await?;
     tick(&client, &simulation()).await?; // the PVC and the pod appear
     let instance = labels::instance_selector("orders-db");
@@ -613,8 +615,8 @@ async fn delete_removes_everything_and_tolerates_absence() -> TestResult {
         names::<PersistentVolumeClaim>(&client, &instance).await?,
         ["data-ins-first-orders-db-0"]
     );
-    backend.delete(&spec.name, &spec.uid).await?;
-    backend.delete(&spec.name, &spec.uid).await?;
+    backend.delete(spec.instance(), &spec.uid).await?;
+    backend.delete(spec.instance(), &spec.uid).await?;
     for kind in [
         names::<Secret>(&client, &instance).await?,
         names::<StatefulSet>(&client, &instance).await?,
@@ -624,7 +626,10 @@ async fn delete_removes_everything_and_tolerates_absence() -> TestResult {
         assert!(kind.is_empty(), "left behind: {kind:?}");
     }
     assert!(backend.list_owned().await?.is_empty());
-    assert_eq!(backend.readiness(&spec.name).await?, Readiness::Missing);
+    assert_eq!(
+        backend.readiness(spec.instance()).await?,
+        Readiness::Missing
+    );
     Ok(())
 }
 
@@ -641,7 +646,7 @@ async fn retained_volumes_survive_a_delete() -> TestResult {
     let spec = spec("orders-db", Expose::Internal)?;
     backend.deploy(&spec).await?;
     tick(&client, &simulation()).await?;
-    backend.delete(&spec.name, &spec.uid).await?;
+    backend.delete(spec.instance(), &spec.uid).await?;
     let instance = labels::instance_selector("orders-db");
     assert_eq!(
         names::<PersistentVolumeClaim>(&client, &instance).await?,
@@ -687,13 +692,16 @@ async fn the_sweep_removes_objects_found_only_by_label() -> TestResult {
     let name = InstanceName::parse("orders-db")?;
     let incarnation = |uid: &str| OwnedInstance {
         name: name.clone(),
+        namespace: Some(NS.into()),
         uid: Some(uid.into()),
     };
     assert_eq!(
         backend.list_owned().await?,
         [incarnation("ins_first"), incarnation("ins_old")]
     );
-    backend.delete(&name, "ins_first").await?;
+    backend
+        .delete(crate::backend::InstanceRef::in_default(&name), "ins_first")
+        .await?;
     assert!(secrets.get_opt("orders-db-renamed").await?.is_none());
     assert!(
         secrets.get_opt("orders-db-older").await?.is_some(),
@@ -714,7 +722,7 @@ async fn a_delete_of_an_old_incarnation_spares_the_new_one() -> TestResult {
     backend.deploy(&new).await?;
     tick(&client, &simulation()).await?;
     // A late delete (or an orphan removal) of the first incarnation of the name.
-    backend.delete(&new.name, "ins_first").await?;
+    backend.delete(new.instance(), "ins_first").await?;
     let selector = labels::incarnation_selector("orders-db", "ins_second");
     assert_eq!(
         names::<Secret>(&client, &selector).await?,
@@ -744,20 +752,23 @@ async fn public_instances_are_ready_with_a_pod_and_a_load_balancer_address() -> 
     let client = fake().await?;
     let backend = backend(client.clone());
     let spec = spec("orders-db", Expose::Public)?;
-    assert_eq!(backend.readiness(&spec.name).await?, Readiness::Missing);
+    assert_eq!(
+        backend.readiness(spec.instance()).await?,
+        Readiness::Missing
+    );
     backend.deploy(&spec).await?;
     assert!(matches!(
-        backend.readiness(&spec.name).await?,
+        backend.readiness(spec.instance()).await?,
         Readiness::NotReady(_)
     ));
     assert!(
-        backend.endpoint(&spec.name).await.is_err(),
+        backend.endpoint(spec.instance()).await.is_err(),
         "no address yet"
     );
     tick(&client, &simulation()).await?;
-    assert_eq!(backend.readiness(&spec.name).await?, Readiness::Ready);
+    assert_eq!(backend.readiness(spec.instance()).await?, Readiness::Ready);
     assert_eq!(
-        backend.endpoint(&spec.name).await?,
+        backend.endpoint(spec.instance()).await?,
         Endpoint {
             host: "203.0.113.7".into(),
             port: 5432
@@ -774,12 +785,12 @@ async fn internal_instances_are_reached_by_cluster_dns() -> TestResult {
     backend.deploy(&spec).await?;
     let _simulator = simulator::Simulator::start(client.clone(), simulation());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while backend.readiness(&spec.name).await? != Readiness::Ready {
+    while backend.readiness(spec.instance()).await? != Readiness::Ready {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        backend.endpoint(&spec.name).await?,
+        backend.endpoint(spec.instance()).await?,
         Endpoint {
             host: "orders-db.toygres.svc.cluster.local".into(),
             port: 5432
@@ -1014,11 +1025,11 @@ async fn real_cluster_round_trip_when_kubeconfig_is_set() -> TestResult {
         superuser_verifier: crate::roles::scram_verifier(OPT_IN_PASSWORD),
         ..spec("toygres-opt-in-test", Expose::Internal)?
     };
-    backend.delete(&spec.name, &spec.uid).await?;
+    backend.delete(spec.instance(), &spec.uid).await?;
     backend.deploy(&spec).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     let ready = loop {
-        match backend.readiness(&spec.name).await? {
+        match backend.readiness(spec.instance()).await? {
             Readiness::Ready => break Ok(()),
             other if tokio::time::Instant::now() > deadline => break Err(format!("{other:?}")),
             _ => tokio::time::sleep(Duration::from_secs(2)).await,
@@ -1028,7 +1039,7 @@ async fn real_cluster_round_trip_when_kubeconfig_is_set() -> TestResult {
         Ok(()) => connect_as_owner(&backend, &spec).await,
         Err(error) => Err(error),
     };
-    backend.delete(&spec.name, &spec.uid).await?;
+    backend.delete(spec.instance(), &spec.uid).await?;
     outcome?;
     assert!(!backend.list_owned().await?.contains(&owned(&spec)));
     Ok(())
@@ -1040,11 +1051,12 @@ const OPT_IN_PASSWORD: &str = "opt-in-test-password";
 /// `SELECT 1` as the instance's bootstrap superuser, over the connection the backend dials.
 async fn connect_as_owner(backend: &KubernetesBackend, spec: &DeploySpec) -> Result<(), String> {
     let endpoint = backend
-        .endpoint(&spec.name)
+        .endpoint(spec.instance())
         .await
         .map_err(|error| error.to_string())?;
     let target = crate::probe::ConnectTarget {
         name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
         host: endpoint.host,
         port: endpoint.port,
         user: spec.superuser.clone(),
@@ -1076,7 +1088,7 @@ async fn waiting_for_a_pod_backs_off_instead_of_polling_the_api() -> TestResult 
     // No kubelet: the pod never appears, so the wait runs to its limit.
     let started = std::time::Instant::now();
     let readiness = backend
-        .wait_ready(&spec.name, Duration::from_secs(3))
+        .wait_ready(spec.instance(), Duration::from_secs(3))
         .await?;
     assert!(matches!(readiness, Readiness::NotReady(_)), "{readiness:?}");
     assert!(started.elapsed() >= Duration::from_secs(3));

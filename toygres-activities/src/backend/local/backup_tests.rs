@@ -4,6 +4,7 @@
 //! and verifies.
 
 use super::*;
+use crate::backend::InstanceRef;
 use crate::backup::agent::{InstanceBackups, RestoreSource, RestoreTarget};
 use crate::backup::{BackupSettings, Repository};
 use crate::model::{BackupType, Expose};
@@ -16,6 +17,7 @@ const ADMIN_PASSWORD: &str = "backup-test-admin-password";
 fn spec(name: &str, uid: &str) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
     Ok(DeploySpec {
         name: InstanceName::parse(name)?,
+        namespace: None,
         uid: uid.into(),
         postgres_version: "15".into(),
         storage_gb: 1,
@@ -30,7 +32,7 @@ async fn admin(
     backend: &LocalBackend,
     name: &InstanceName,
 ) -> Result<tokio_postgres::Client, Box<dyn std::error::Error + Send + Sync>> {
-    let endpoint = backend.endpoint(name).await?;
+    let endpoint = backend.endpoint(InstanceRef::in_default(name)).await?;
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
         .port(endpoint.port)
@@ -44,7 +46,10 @@ async fn admin(
 }
 
 async fn ready(backend: &LocalBackend, name: &InstanceName) -> TestResult {
-    match backend.wait_ready(name, Duration::from_secs(60)).await? {
+    match backend
+        .wait_ready(InstanceRef::in_default(name), Duration::from_secs(60))
+        .await?
+    {
         Readiness::Ready => Ok(()),
         other => Err(format!("{name} not ready: {other:?}").into()),
     }
@@ -158,11 +163,11 @@ async fn restores_reach_exactly_their_target() -> TestResult {
                 ADMIN_PASSWORD,
             )
             .await?;
-        backend.delete(&copy.name, &copy.uid).await?;
+        backend.delete(copy.instance(), &copy.uid).await?;
     }
 
     // The source goes; its backups stay, restorable and verifiable.
-    backend.delete(&source.name, &source.uid).await?;
+    backend.delete(source.instance(), &source.uid).await?;
     let verified = backend.verify(&source.uid, &taken.label).await?;
     assert!(verified.restored && verified.repository_intact);
     assert!(
@@ -181,7 +186,7 @@ async fn restores_reach_exactly_their_target() -> TestResult {
         .await?;
     ready(&backend, &late.name).await?;
     assert_eq!(values(&backend, &late.name).await?, vec![1, 2, 3]);
-    backend.delete(&late.name, &late.uid).await?;
+    backend.delete(late.instance(), &late.uid).await?;
     InstanceBackups::remove(&backend, &source.uid).await?;
     assert!(backend.list(&source.uid).await?.is_empty());
     Ok(())
@@ -242,8 +247,8 @@ async fn archive_timeout_holds_from_the_start() -> TestResult {
     client.batch_execute("CREATE TABLE t (x int)").await?;
     let archived = archived_after(&backend, &instance.name, 0, Duration::from_secs(30)).await?;
     // And again after a stop and a start.
-    backend.stop(&instance.name, &instance.uid).await?;
-    backend.start(&instance.name, &instance.uid).await?;
+    backend.stop(instance.instance(), &instance.uid).await?;
+    backend.start(instance.instance(), &instance.uid).await?;
     ready(&backend, &instance.name).await?;
     let client = admin(&backend, &instance.name).await?;
     let before: i64 = client
@@ -253,6 +258,6 @@ async fn archive_timeout_holds_from_the_start() -> TestResult {
     client.batch_execute("INSERT INTO t VALUES (1)").await?;
     archived_after(&backend, &instance.name, before, Duration::from_secs(30)).await?;
     assert!(archived > 0);
-    backend.delete(&instance.name, &instance.uid).await?;
+    backend.delete(instance.instance(), &instance.uid).await?;
     Ok(())
 }

@@ -23,7 +23,10 @@ mod restore;
 
 pub use binaries::PgBinaries;
 
-use super::{Backend, BackendError, DeployOutcome, DeploySpec, Endpoint, OwnedInstance, Readiness};
+use super::{
+    Backend, BackendError, DEFAULT_NAMESPACE, DeployOutcome, DeploySpec, Endpoint, InstanceRef,
+    OwnedInstance, Readiness,
+};
 use crate::fslock::FileLock;
 use crate::pgcluster::{
     Bootstrap, ClusterError, ClusterStatus, Listen, PgCluster, PostmasterState,
@@ -458,6 +461,7 @@ impl Backend for LocalBackend {
     }
 
     async fn deploy(&self, spec: &DeploySpec) -> Result<DeployOutcome, BackendError> {
+        refuse_namespace(spec)?;
         if self
             .inner
             .binaries
@@ -501,7 +505,8 @@ impl Backend for LocalBackend {
         Ok(outcome)
     }
 
-    async fn readiness(&self, name: &InstanceName) -> Result<Readiness, BackendError> {
+    async fn readiness(&self, instance: InstanceRef<'_>) -> Result<Readiness, BackendError> {
+        let name = instance.name;
         // Under the instance's lock: a readiness check may restart the instance, and must never
         // do so while a delete is removing it.
         let _guard = self.lock(name).await?;
@@ -548,14 +553,15 @@ impl Backend for LocalBackend {
 
     async fn wait_ready(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         limit: Duration,
     ) -> Result<Readiness, BackendError> {
+        let name = instance.name;
         // One full check (under the lock; it restarts a postmaster that is down), then while the
         // postmaster starts, only its `postmaster.pid` is read: no process is started and no
         // lock taken, so checking often is cheap and a create loses no time.
         let deadline = tokio::time::Instant::now() + limit;
-        let readiness = self.readiness(name).await?;
+        let readiness = self.readiness(instance).await?;
         let Readiness::NotReady(mut detail) = readiness else {
             return Ok(readiness);
         };
@@ -576,7 +582,7 @@ impl Backend for LocalBackend {
                 PostmasterState::Starting | PostmasterState::Stopping => continue,
                 // Ready (confirmed with a connection) or down (restarted): the full check says.
                 PostmasterState::Ready | PostmasterState::Down => {
-                    match self.readiness(name).await? {
+                    match self.readiness(instance).await? {
                         Readiness::NotReady(seen) => detail = seen,
                         other => return Ok(other),
                     }
@@ -586,7 +592,8 @@ impl Backend for LocalBackend {
         Ok(Readiness::NotReady(detail))
     }
 
-    async fn endpoint(&self, name: &InstanceName) -> Result<Endpoint, BackendError> {
+    async fn endpoint(&self, instance: InstanceRef<'_>) -> Result<Endpoint, BackendError> {
+        let name = instance.name;
         let marker = self
             .read_marker(name)?
             .ok_or_else(|| BackendError::NotDeployed(name.to_string()))?;
@@ -596,7 +603,8 @@ impl Backend for LocalBackend {
         })
     }
 
-    async fn delete(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn delete(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        let name = instance.name;
         let _guard = self.lock(name).await?;
         match self.read_marker(name)? {
             // Another incarnation of the name lives here now: nothing of `uid` is left.
@@ -617,6 +625,7 @@ impl Backend for LocalBackend {
             .filter_map(|name| match self.read_marker(&name) {
                 Ok(Some(marker)) => Some(OwnedInstance {
                     name,
+                    namespace: None,
                     uid: Some(marker.uid),
                 }),
                 _ => None,
@@ -626,7 +635,8 @@ impl Backend for LocalBackend {
         Ok(owned)
     }
 
-    async fn stop(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn stop(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        let name = instance.name;
         let _guard = self.lock(name).await?;
         let mut marker = self.incarnation(name, uid)?;
         if !marker.stopped {
@@ -639,7 +649,8 @@ impl Backend for LocalBackend {
         cluster.stop().await.map_err(transient)
     }
 
-    async fn start(&self, name: &InstanceName, uid: &str) -> Result<(), BackendError> {
+    async fn start(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
+        let name = instance.name;
         let _guard = self.lock(name).await?;
         let mut marker = self.incarnation(name, uid)?;
         if marker.stopped {
@@ -653,10 +664,11 @@ impl Backend for LocalBackend {
 
     async fn restart(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         parameters: Option<&BTreeMap<String, String>>,
     ) -> Result<(), BackendError> {
+        let name = instance.name;
         let _guard = self.lock(name).await?;
         let mut marker = self.incarnation(name, uid)?;
         let running = self.cluster(name, &marker).await?;
@@ -703,19 +715,32 @@ impl Backend for LocalBackend {
         spec: &DeploySpec,
         source: &crate::backup::agent::RestoreSource,
     ) -> Result<DeployOutcome, BackendError> {
+        refuse_namespace(spec)?;
         self.deploy_restored_here(spec, source).await
     }
 
     async fn resize(
         &self,
-        name: &InstanceName,
+        instance: InstanceRef<'_>,
         uid: &str,
         _storage_gb: u32,
     ) -> Result<(), BackendError> {
+        let name = instance.name;
         // A local instance's data lives on this machine's file system and takes what it
         // needs; the size is the control plane's record (docs/operations.md).
         let _guard = self.lock(name).await?;
         self.incarnation(name, uid).map(|_| ())
+    }
+}
+
+/// A local instance lives in the one [`DEFAULT_NAMESPACE`]; the API refuses any other before
+/// a create is accepted, and so does a deploy.
+fn refuse_namespace(spec: &DeploySpec) -> Result<(), BackendError> {
+    match spec.namespace.as_deref() {
+        None | Some(DEFAULT_NAMESPACE) => Ok(()),
+        Some(other) => Err(BackendError::Unsupported(format!(
+            "the local backend has no namespaces (asked for {other}; its one is {DEFAULT_NAMESPACE})"
+        ))),
     }
 }
 
@@ -755,7 +780,7 @@ mod tests {
         let deleting = tokio::spawn({
             let second = second.clone();
             let name = name.clone();
-            async move { second.delete(&name, "ins_x").await }
+            async move { second.delete(InstanceRef::in_default(&name), "ins_x").await }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(

@@ -4,7 +4,7 @@
 use super::{AgentConfig, AgentError, volumes};
 use crate::backend::kubernetes::labels;
 use crate::backend::local::{LocalBackend, LocalConfig};
-use crate::backend::{Backend, BackendError, DeploySpec, Readiness};
+use crate::backend::{Backend, BackendError, DeploySpec, InstanceRef, Readiness};
 use crate::model::Expose;
 use crate::validation::InstanceName;
 use k8s_openapi::api::core::v1::{Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
@@ -206,7 +206,11 @@ impl Pods {
     }
 
     async fn stop_pod(&self, pod: &RunningPod) {
-        if let Err(error) = pod.backend.stop(&pod.instance, &pod.incarnation).await {
+        if let Err(error) = pod
+            .backend
+            .stop(InstanceRef::in_default(&pod.instance), &pod.incarnation)
+            .await
+        {
             tracing::warn!(%error, pod = %pod.name, "node agent: stopping the pod's server failed");
         }
         self.running().remove(&pod.uid);
@@ -288,6 +292,7 @@ impl Pods {
         .map_err(|error| error.to_string())?;
         let deploy = DeploySpec {
             name: instance.clone(),
+            namespace: None,
             uid: incarnation.clone(),
             postgres_version: version,
             storage_gb: 1,
@@ -299,13 +304,17 @@ impl Pods {
         let failed = |error: BackendError| error.to_string();
         backend.deploy(&deploy).await.map_err(failed)?;
         backend
-            .start(&instance, &incarnation)
+            .start(InstanceRef::in_default(&instance), &incarnation)
             .await
             .map_err(failed)?;
         let parameters = parameters_of(container);
         if !parameters.is_empty() {
             backend
-                .restart(&instance, &incarnation, Some(&parameters))
+                .restart(
+                    InstanceRef::in_default(&instance),
+                    &incarnation,
+                    Some(&parameters),
+                )
                 .await
                 .map_err(failed)?;
         }
@@ -438,7 +447,10 @@ impl Pods {
     /// changed.
     async fn report_readiness(&self, pod: &Pod, running: RunningPod) -> Result<(), AgentError> {
         let ready = matches!(
-            running.backend.readiness(&running.instance).await,
+            running
+                .backend
+                .readiness(InstanceRef::in_default(&running.instance))
+                .await,
             Ok(Readiness::Ready)
         );
         let reported = crate::backend::kubernetes::pod_is_ready(pod);
@@ -533,7 +545,10 @@ impl Pods {
             };
             runtime.block_on(async {
                 for pod in all {
-                    let _ = pod.backend.stop(&pod.instance, &pod.incarnation).await;
+                    let _ = pod
+                        .backend
+                        .stop(InstanceRef::in_default(&pod.instance), &pod.incarnation)
+                        .await;
                 }
             });
         });

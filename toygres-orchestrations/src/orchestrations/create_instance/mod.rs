@@ -4,8 +4,10 @@
 //! with `ALTER SYSTEM`; those that need a start on the command line, with a restart) -> test
 //! connections as the monitor and as the owner -> running, then start the instance's monitor
 //! (checking as `toygres_monitor`). The deploy may restore the data from another instance's
-//! backups instead (1.3.0). 1.2.0 ([`run_1_2`]) is the same without restores and 1.1.0
-//! ([`run_1_1`]) without parameters either, kept for creates running during an upgrade.
+//! backups instead (1.3.0), and the instance goes into the namespace its input names (1.4.0).
+//! 1.3.0 ([`run_1_3`]) is the same in the backend's default namespace, 1.2.0 ([`run_1_2`])
+//! without restores either and 1.1.0 ([`run_1_1`]) without parameters, kept for creates
+//! running during an upgrade.
 //!
 //! Every step has a deadline, and so has the whole operation. On any failure, or past a
 //! deadline, it first moves the instance to `failed` (only while this create still holds it,
@@ -36,7 +38,10 @@ use toygres_activities::seal::SealedSecret;
 use toygres_activities::types::*;
 
 /// The version [`run`] is registered as.
-pub const VERSION: &str = "1.3.0";
+pub const VERSION: &str = "1.4.0";
+
+/// The version [`run_1_3`] is registered as.
+pub const VERSION_1_3: &str = "1.3.0";
 
 /// The version [`run_1_2`] is registered as.
 pub const VERSION_1_2: &str = "1.2.0";
@@ -49,6 +54,7 @@ const FLAVOR_1_1: Flavor = Flavor {
     retry_timeouts: true,
     parameters: false,
     restores: false,
+    namespaces: false,
 };
 
 /// 1.2.0: as 1.1.0, and the owner's parameters are set before the instance is handed over.
@@ -56,25 +62,43 @@ const FLAVOR_1_2: Flavor = Flavor {
     retry_timeouts: true,
     parameters: true,
     restores: false,
+    namespaces: false,
 };
 
 /// 1.3.0: as 1.2.0, and the data may come from another instance's backups.
+const FLAVOR_1_3: Flavor = Flavor {
+    retry_timeouts: true,
+    parameters: true,
+    restores: true,
+    namespaces: false,
+};
+
+/// 1.4.0: as 1.3.0, in the namespace the input names.
 const FLAVOR: Flavor = Flavor {
     retry_timeouts: true,
     parameters: true,
     restores: true,
+    namespaces: true,
 };
 
 /// What a create got to before it failed: enough to finish it when the failure turns out to
 /// have come after its success was recorded.
 type Reached = Arc<Mutex<Option<(ConnectionInfo, TestConnectionOutput)>>>;
 
-/// Runs the create workflow (1.2.0).
+/// Runs the create workflow (1.4.0).
 pub async fn run(
     ctx: OrchestrationContext,
     input: CreateInstanceInput,
 ) -> Result<CreateInstanceOutput, String> {
     run_as(ctx, input, FLAVOR).await
+}
+
+/// Runs create-instance 1.3.0 (it schedules exactly what it always did).
+pub async fn run_1_3(
+    ctx: OrchestrationContext,
+    input: CreateInstanceInput,
+) -> Result<CreateInstanceOutput, String> {
+    run_as(ctx, input, FLAVOR_1_3).await
 }
 
 /// Runs create-instance 1.2.0 (it schedules exactly what it always did).
@@ -95,9 +119,13 @@ pub async fn run_1_1(
 
 async fn run_as(
     ctx: OrchestrationContext,
-    input: CreateInstanceInput,
+    mut input: CreateInstanceInput,
     flavor: Flavor,
 ) -> Result<CreateInstanceOutput, String> {
+    if !flavor.namespaces {
+        // Versions before namespaces deployed into the backend's default, whatever the input.
+        input.namespace = None;
+    }
     start_operation(&ctx, &input.operation_id, &input.name).await?;
     let tracker = Tracker::new(&ctx, CREATE_STEPS.len() as u32);
     let limit = Duration::from_millis(input.limits.operation_timeout_ms);
@@ -169,6 +197,7 @@ async fn provision(
     tracker.enter("configure_roles", 3);
     let configure = ConfigureRolesInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         host: info.host.clone(),
         port: info.port,
         postgres_version: input.postgres_version.clone(),
@@ -268,6 +297,7 @@ async fn set_parameters(
         let set = SetParametersInput {
             admin: AdminEndpoint {
                 name: input.name.clone(),
+                namespace: input.namespace.clone(),
                 host: info.host.clone(),
                 port: info.port,
                 sealed_admin_password: sealed_admin_password.clone(),
@@ -280,6 +310,7 @@ async fn set_parameters(
     if !parameters.start.is_empty() {
         let restart = RestartPostgresInput {
             name: input.name.clone(),
+            namespace: input.namespace.clone(),
             uid: input.uid.clone(),
             parameters: Some(parameters.start.clone()),
         };
@@ -287,6 +318,7 @@ async fn set_parameters(
         crate::steps::wait_until_ready(
             ctx,
             &input.name,
+            input.namespace.clone(),
             Duration::from_millis(limits.ready_timeout_ms),
             flavor.policy(limits.step_attempts, crate::steps::ready_poll_timeout()),
         )
@@ -339,6 +371,7 @@ async fn fail_and_clean_up(
     let cleanup_note = if claimed {
         let delete = DeletePostgresInput {
             name: input.name.clone(),
+            namespace: input.namespace.clone(),
             uid: Some(input.uid.clone()),
         };
         let policy = StepPolicy::retried(5, Duration::from_secs(120)).retrying_timeouts();

@@ -22,6 +22,9 @@ pub(super) struct Flavor {
     pub parameters: bool,
     /// Whether the create may restore its data from backups (1.3.0 on).
     pub restores: bool,
+    /// Whether the instance goes into the namespace its input names (1.4.0 on; before, every
+    /// instance went into the backend's default).
+    pub namespaces: bool,
 }
 
 impl Flavor {
@@ -71,6 +74,7 @@ fn deploy_input(
 ) -> DeployInput {
     DeployInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         uid: input.uid.clone(),
         postgres_version: input.postgres_version.clone(),
         storage_gb: input.storage_gb,
@@ -133,9 +137,15 @@ pub(super) async fn wait_ready(
 ) -> Result<(), StepFailure> {
     let ready_limit = Duration::from_millis(input.limits.ready_timeout_ms);
     let policy = flavor.policy(input.limits.step_attempts, ready_poll_timeout());
-    wait_until_ready(ctx, &input.name, ready_limit, policy)
-        .await
-        .map_err(StepFailure::at("wait_ready"))
+    wait_until_ready(
+        ctx,
+        &input.name,
+        input.namespace.clone(),
+        ready_limit,
+        policy,
+    )
+    .await
+    .map_err(StepFailure::at("wait_ready"))
 }
 
 /// connection_info: where clients reach the instance.
@@ -147,6 +157,7 @@ pub(super) async fn connection_info(
     let step_limit = Duration::from_millis(input.limits.step_timeout_ms);
     let info_input = ConnectionInfoInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         user: input.user.clone(),
         database: input.database.clone(),
     };
@@ -173,6 +184,7 @@ pub(super) async fn probe(
     let limits = &input.limits;
     let probe = TestConnectionInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         host: info.host.clone(),
         port: info.port,
         user: user.to_string(),
@@ -233,6 +245,7 @@ pub(super) fn start_monitor(
         monitor_id: monitor_id.clone(),
         instance_id: input.instance_id,
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         host: info.host.clone(),
         port: info.port,
         user: user.to_string(),

@@ -20,13 +20,16 @@ const FLAVOR: Flavor = Flavor {
     retry_timeouts: false,
     parameters: false,
     restores: false,
+    namespaces: false,
 };
 
 /// Runs create-instance 1.0.0.
 pub async fn run(
     ctx: OrchestrationContext,
-    input: CreateInstanceInput,
+    mut input: CreateInstanceInput,
 ) -> Result<CreateInstanceOutput, String> {
+    // 1.0.0 deployed into the backend's default namespace, whatever the input.
+    input.namespace = None;
     start_operation(&ctx, &input.operation_id, &input.name).await?;
     let tracker = Tracker::new(&ctx, CREATE_STEPS_V1_0.len() as u32);
     let limit = Duration::from_millis(input.limits.operation_timeout_ms);
@@ -96,6 +99,7 @@ async fn clean_up_and_fail(
     ));
     let delete = DeletePostgresInput {
         name: input.name.clone(),
+        namespace: input.namespace.clone(),
         uid: None,
     };
     let policy = StepPolicy::retried(5, Duration::from_secs(120));

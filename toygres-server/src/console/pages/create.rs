@@ -251,6 +251,8 @@ fn validate(fields: &Fields, errors: &mut Vec<(String, String)>) -> Option<Creat
         storage_gb,
         expose,
         dns_label,
+        // The server's default namespace (the API and the CLI name others).
+        namespace: None,
         // Parameters and deletion protection are set from the instance's page once it runs.
         parameters: Default::default(),
         deletion_protection: false,

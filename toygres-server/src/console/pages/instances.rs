@@ -226,6 +226,7 @@ fn render(
                     thead {
                         tr {
                             th scope="col" { "Name" }
+                            th scope="col" { "Namespace" }
                             th scope="col" { "State" }
                             th scope="col" { "Health" }
                             th scope="col" { "Version" }
@@ -238,6 +239,12 @@ fn render(
                         @for instance in items {
                             tr {
                                 td data-label="Name" { a href=(format!("/console/instances/{}", instance.name)) { (instance.name) } }
+                                td data-label="Namespace" {
+                                    @match &instance.namespace {
+                                        Some(namespace) => (namespace),
+                                        None => span.muted { "—" },
+                                    }
+                                }
                                 td data-label="State" { (badge(&instance.state)) }
                                 td data-label="Health" {
                                     @if instance.state == "running" {

@@ -15,7 +15,8 @@ pub async fn healthz() -> Json<Status> {
     })
 }
 
-/// The database and the workflow runtime are usable.
+/// The database, the workflow runtime and the backend are usable: on Kubernetes, the server
+/// holds every permission it needs in every allowed namespace (503 names what is missing).
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.plane.metadata.ping().await {
@@ -32,6 +33,22 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         return Err(ApiError::Unavailable(format!(
             "the workflow store does not answer: {error}"
         )));
+    }
+    match state.plane.backend.missing_permissions().await {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => {
+            let listed: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            return Err(ApiError::Unavailable(format!(
+                "Toygres may not {}; bind the ClusterRole toygres-instances in each namespace \
+                 (deploy/README.md)",
+                listed.join(", ")
+            )));
+        }
+        Err(error) => {
+            return Err(ApiError::Unavailable(format!(
+                "the backend does not answer: {error}"
+            )));
+        }
     }
     Ok(Json(Status {
         status: "ok".into(),

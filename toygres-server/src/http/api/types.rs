@@ -33,6 +33,14 @@ pub struct CreateInstanceBody {
         pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
     )]
     dns_label: Option<String>,
+    /// The Kubernetes namespace the instance goes into: one the server is configured to allow
+    /// (the configured default when absent). The local backend has one namespace, `default`.
+    #[schema(
+        nullable,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+    )]
+    namespace: Option<String>,
     /// Server parameters (`{"max_connections": "200"}`), checked against the version's own
     /// `pg_settings`; at most 100.
     #[schema(nullable, value_type = Option<HashMap<String, String>>)]
@@ -122,6 +130,10 @@ pub struct Health {
 pub struct Instance {
     /// Name.
     pub name: String,
+    /// The namespace it lives in (Kubernetes; `default` on the local backend). Null only for
+    /// an instance an older server created during a rolling upgrade, until a server of this
+    /// version starts and gives it its configured default.
+    pub namespace: Option<String>,
     /// `creating`, `running`, `stopping`, `stopped`, `starting`, `updating`, `deleting`,
     /// `deleted` or `failed`.
     pub state: String,
@@ -191,6 +203,7 @@ impl From<&InstanceRecord> for Instance {
         let (connection_uri, connection_uri_ip) = connection_uris(record);
         Self {
             name: record.name.clone(),
+            namespace: record.namespace.clone(),
             state: record.state.to_string(),
             backend: record.backend.clone(),
             postgres_version: record.postgres_version.clone(),

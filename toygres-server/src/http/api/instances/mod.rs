@@ -28,6 +28,7 @@ const CREATE_FIELDS: &[&str] = &[
     "storage_gb",
     "expose",
     "dns_label",
+    "namespace",
     "parameters",
     "deletion_protection",
     "restore_from",
@@ -121,6 +122,10 @@ pub async fn create(
     if let Some(label) = &dns_label {
         validate_dns_label(label)?;
     }
+    let namespace = body::optional_string(&map, "namespace")?;
+    if let Some(namespace) = &namespace {
+        validate_namespace(namespace)?;
+    }
     let parameters = body::optional_parameters(&map, "parameters", false)?
         .unwrap_or_default()
         .into_iter()
@@ -143,6 +148,7 @@ pub async fn create(
         storage_gb,
         expose,
         dns_label,
+        namespace,
         parameters,
         deletion_protection,
         restore_from,
@@ -177,6 +183,7 @@ async fn conflict_on(state: &AppState, name: &str) -> ApiError {
 /// List instances (deleted ones only with `state=deleted`).
 #[utoipa::path(get, path = "/instances", tag = "instances",
     params(("state" = Option<String>, Query, description = "creating|running|stopping|stopped|starting|updating|deleting|deleted|failed"),
+           ("namespace" = Option<String>, Query, max_length = 63, pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description = "only instances in this namespace"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1-500, default 100"),
            ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, body = InstanceList), (status = 422, body = ErrorBody)))]
@@ -184,7 +191,11 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<InstanceList>, ApiError> {
-    body::only_known_params(&params, &["state", "limit", "cursor"])?;
+    body::only_known_params(&params, &["state", "namespace", "limit", "cursor"])?;
+    let namespace = params.get("namespace");
+    if let Some(namespace) = namespace {
+        validate_namespace(namespace)?;
+    }
     let filter = match params.get("state") {
         None => None,
         Some(raw) => Some(InstanceState::parse(raw).ok_or_else(|| {
@@ -202,7 +213,7 @@ pub async fn list(
     let page = state
         .plane
         .metadata
-        .list_instances(filter, after, limit)
+        .list_instances(filter, namespace.map(String::as_str), after, limit)
         .await?;
     let next_cursor = match page.items.last() {
         Some(last) if page.has_more => Some(cursor::encode(&(last.name.clone(), last.id))),
@@ -370,15 +381,33 @@ pub(crate) fn validate_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// A DNS label of 1-63 lowercase letters, digits or '-' (the console's create form checks it too).
-pub(crate) fn validate_dns_label(label: &str) -> Result<(), ApiError> {
-    let valid = !label.is_empty()
+/// A namespace is a Kubernetes namespace name: a DNS-1123 label.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<(), ApiError> {
+    if is_dns_label(namespace) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "namespace",
+            "must be a DNS-1123 label: 1-63 lowercase letters, digits and '-', starting and \
+             ending with a letter or digit",
+        ))
+    }
+}
+
+/// Whether `label` is a DNS-1123 label: 1-63 lowercase letters, digits or '-', not starting
+/// or ending with '-'.
+fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
         && label.len() <= 63
         && label
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !label.starts_with('-')
-        && !label.ends_with('-');
-    if valid {
+        && !label.ends_with('-')
+}
+
+pub(crate) fn validate_dns_label(label: &str) -> Result<(), ApiError> {
+    if is_dns_label(label) {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -399,6 +428,14 @@ mod tests {
         assert!(validate_password(&"x".repeat(129)).is_err());
         assert!(validate_password("has a newline\nhere").is_err());
         assert!(validate_password("ünïcödé-pässwörd").is_ok());
+    }
+
+    #[test]
+    fn namespaces() {
+        assert!(validate_namespace("team-b").is_ok());
+        assert!(validate_namespace("Team").is_err());
+        assert!(validate_namespace("team-").is_err());
+        assert!(validate_namespace(&"n".repeat(64)).is_err());
     }
 
     #[test]
