@@ -2,10 +2,11 @@
 //! (`127.0.0.<n>`), where the agent listens on the Service's port and forwards to the selected
 //! pod's PostgreSQL; it carries the cleanup finalizer, which the agent removes only a
 //! configurable moment after the Service's deletion (as clouds take a while to release a
-//! load balancer).
+//! load balancer). Services of every served namespace are balanced, each to the pods of its
+//! own namespace.
 
 use super::pods::Pods;
-use super::{AgentConfig, AgentError};
+use super::{AgentConfig, AgentError, for_each_namespace};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
@@ -20,23 +21,24 @@ use tokio::net::{TcpListener, TcpStream};
 pub const CLEANUP_FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
 
 struct Balanced {
+    namespace: String,
     address: Ipv4Addr,
     proxy: tokio::task::JoinHandle<()>,
 }
 
-/// The load balancers of the namespace's Services.
+/// The load balancers of the served namespaces' Services.
 pub struct Balancer {
     client: Client,
     config: AgentConfig,
     pods: Arc<Pods>,
-    /// By Service uid.
+    /// By Service uid (unique across namespaces).
     balanced: Mutex<HashMap<String, Balanced>>,
     /// When each deleted Service (by uid) was first seen deleting.
     deleting: Mutex<HashMap<String, Instant>>,
 }
 
 impl Balancer {
-    /// Load balancers for `config`'s namespace, forwarding to `pods`.
+    /// Load balancers for `config`'s namespaces, forwarding to `pods`.
     pub fn new(client: Client, config: AgentConfig, pods: Arc<Pods>) -> Self {
         Self {
             client,
@@ -47,8 +49,8 @@ impl Balancer {
         }
     }
 
-    fn api(&self) -> Api<Service> {
-        Api::namespaced(self.client.clone(), &self.config.namespace)
+    fn api(&self, namespace: &str) -> Api<Service> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     fn balanced(&self) -> std::sync::MutexGuard<'_, HashMap<String, Balanced>> {
@@ -57,20 +59,25 @@ impl Balancer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One pass over the namespace's Services.
+    /// One pass over the Services of every served namespace.
     pub async fn pass(&self) -> Result<(), AgentError> {
+        for_each_namespace(&self.config.namespaces, |namespace| self.pass_in(namespace)).await
+    }
+
+    /// One pass over the Services of namespace `namespace`.
+    async fn pass_in(&self, namespace: &str) -> Result<(), AgentError> {
         let services = self
-            .api()
+            .api(namespace)
             .list(&ListParams::default())
             .await
-            .map_err(AgentError::api("listing Services"))?
+            .map_err(AgentError::api(format!("listing Services in {namespace}")))?
             .items;
         let live: Vec<String> = services
             .iter()
             .filter_map(|s| s.metadata.uid.clone())
             .collect();
         self.balanced().retain(|uid, balanced| {
-            let keep = live.contains(uid);
+            let keep = balanced.namespace != namespace || live.contains(uid);
             if !keep {
                 balanced.proxy.abort();
             }
@@ -88,7 +95,7 @@ impl Balancer {
                     balanced.proxy.abort();
                 }
                 if held {
-                    self.release_when_due(service, &uid).await?;
+                    self.release_when_due(namespace, service, &uid).await?;
                 }
                 continue;
             }
@@ -98,13 +105,17 @@ impl Balancer {
             if !held {
                 let mut finalizers = service.finalizers().to_vec();
                 finalizers.push(CLEANUP_FINALIZER.to_string());
-                self.patch(service, &json!({"metadata": {"finalizers": finalizers}}))
-                    .await?;
+                self.patch(
+                    namespace,
+                    service,
+                    &json!({"metadata": {"finalizers": finalizers}}),
+                )
+                .await?;
             }
             let existing = self.balanced().get(&uid).map(|balanced| balanced.address);
             let address = match existing {
                 Some(address) => address,
-                None => self.open(service, &uid).await?,
+                None => self.open(namespace, service, &uid).await?,
             };
             let reported = service
                 .status
@@ -116,7 +127,7 @@ impl Balancer {
             if reported != Some(address.to_string()) {
                 let status =
                     json!({"status": {"loadBalancer": {"ingress": [{"ip": address.to_string()}]}}});
-                self.api()
+                self.api(namespace)
                     .patch_status(
                         &service.name_any(),
                         &PatchParams::default(),
@@ -124,7 +135,7 @@ impl Balancer {
                     )
                     .await
                     .map_err(AgentError::api(format!(
-                        "addressing Service {}",
+                        "addressing Service {namespace}/{}",
                         service.name_any()
                     )))?;
             }
@@ -133,7 +144,12 @@ impl Balancer {
     }
 
     /// Removes the cleanup finalizer once the Service has been deleting for the hold.
-    async fn release_when_due(&self, service: &Service, uid: &str) -> Result<(), AgentError> {
+    async fn release_when_due(
+        &self,
+        namespace: &str,
+        service: &Service,
+        uid: &str,
+    ) -> Result<(), AgentError> {
         let since = *self
             .deleting
             .lock()
@@ -149,8 +165,12 @@ impl Balancer {
             .filter(|f| *f != CLEANUP_FINALIZER)
             .cloned()
             .collect();
-        self.patch(service, &json!({"metadata": {"finalizers": finalizers}}))
-            .await?;
+        self.patch(
+            namespace,
+            service,
+            &json!({"metadata": {"finalizers": finalizers}}),
+        )
+        .await?;
         self.deleting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -158,9 +178,14 @@ impl Balancer {
         Ok(())
     }
 
-    async fn patch(&self, service: &Service, patch: &serde_json::Value) -> Result<(), AgentError> {
+    async fn patch(
+        &self,
+        namespace: &str,
+        service: &Service,
+        patch: &serde_json::Value,
+    ) -> Result<(), AgentError> {
         match self
-            .api()
+            .api(namespace)
             .patch(
                 &service.name_any(),
                 &PatchParams::default(),
@@ -171,14 +196,20 @@ impl Balancer {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(AgentError::api(format!(
-                "updating Service {}",
+                "updating Service {namespace}/{}",
                 service.name_any()
             ))(error)),
         }
     }
 
-    /// Listens on a free 127.0.0.<n> at the Service's port, forwarding to its pod.
-    async fn open(&self, service: &Service, uid: &str) -> Result<Ipv4Addr, AgentError> {
+    /// Listens on a free 127.0.0.<n> at the Service's port, forwarding to its pod (of the
+    /// Service's namespace, `namespace`).
+    async fn open(
+        &self,
+        namespace: &str,
+        service: &Service,
+        uid: &str,
+    ) -> Result<Ipv4Addr, AgentError> {
         let port = service
             .spec
             .as_ref()
@@ -209,12 +240,13 @@ impl Balancer {
             )
         })?;
         let pods = self.pods.clone();
+        let selecting = namespace.to_string();
         let proxy = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
-                let Some(pod) = pods.selected(&selector) else {
+                let Some(pod) = pods.selected(&selecting, &selector) else {
                     continue; // no ready pod: the connection is closed, as with no endpoints
                 };
                 tokio::spawn(async move {
@@ -224,8 +256,14 @@ impl Balancer {
                 });
             }
         });
-        self.balanced()
-            .insert(uid.to_string(), Balanced { address, proxy });
+        self.balanced().insert(
+            uid.to_string(),
+            Balanced {
+                namespace: namespace.to_string(),
+                address,
+                proxy,
+            },
+        );
         Ok(address)
     }
 }

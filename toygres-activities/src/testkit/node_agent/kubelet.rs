@@ -2,6 +2,8 @@
 //! TLS, upgraded to a WebSocket (subprotocol `v4.channel.k8s.io`), bridged to the pod's local
 //! PostgreSQL. The API server proxies `pods/portforward` here (it dials the node's InternalIP
 //! and kubelet port, and skips verifying the kubelet's certificate when given no CA for it).
+//! A pod of any served namespace is reached; one of another namespace, or not running here, is
+//! answered 404.
 
 use super::AgentError;
 use super::pods::Pods;

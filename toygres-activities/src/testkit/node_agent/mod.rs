@@ -1,6 +1,11 @@
 //! For tests (feature `testkit`): a node agent that plays what a real API server and controller
 //! manager leave to others, the kubelet and the cloud controller, on this machine.
 //!
+//! One agent (one node, one kubelet port) serves every namespace of
+//! [`AgentConfig::namespaces`]: their pods, claims and LoadBalancer Services. What it keeps per
+//! object is keyed by the object's uid (unique across namespaces), and the PersistentVolumes it
+//! makes, their folders and the local ports of their servers are shared by none.
+//!
 //! - [`node`]: registers a Node (address 127.0.0.1, the kubelet port of [`kubelet`]) and keeps
 //!   its `Ready` condition fresh.
 //! - [`volumes`]: a `hostPath` PersistentVolume for each pending claim, pre-bound to it so the
@@ -71,8 +76,10 @@ impl AgentError {
 pub struct AgentConfig {
     /// The node's name.
     pub node_name: String,
-    /// The namespace whose pods, claims and Services it serves.
-    pub namespace: String,
+    /// The namespaces whose pods, claims and Services it serves (each pass covers them all; a
+    /// namespace listed twice is served once). Push to it, or use
+    /// [`AgentConfig::with_namespace`].
+    pub namespaces: Vec<String>,
     /// Where volumes live (one folder per PersistentVolume; mode 0755).
     pub root: PathBuf,
     /// Folder of the PostgreSQL binaries; discovered under `/usr/lib/postgresql` when `None`.
@@ -88,11 +95,11 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for namespace `namespace` with volumes under `root`.
+    /// Defaults for the one namespace `namespace` with volumes under `root`.
     pub fn new(namespace: &str, root: PathBuf) -> Self {
         Self {
             node_name: "toygres-node".into(),
-            namespace: namespace.into(),
+            namespaces: vec![namespace.into()],
             root,
             bin_dir: None,
             ports: 26432..=26999,
@@ -100,6 +107,14 @@ impl AgentConfig {
             finalizer_hold: Duration::from_secs(2),
             interval: Duration::from_millis(200),
         }
+    }
+
+    /// The same, serving namespace `namespace` too (unless already listed).
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        if !self.namespaces.iter().any(|listed| listed == namespace) {
+            self.namespaces.push(namespace.into());
+        }
+        self
     }
 }
 
@@ -193,6 +208,31 @@ impl Drop for NodeAgent {
         }
         self.pods.stop_all_blocking();
     }
+}
+
+/// Runs `pass` for each of `namespaces` (once each, in order), the rest still when one fails;
+/// the first failure is returned, later ones logged.
+async fn for_each_namespace<'a, F, Fut>(
+    namespaces: &'a [String],
+    mut pass: F,
+) -> Result<(), AgentError>
+where
+    F: FnMut(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AgentError>>,
+{
+    let mut failure = None;
+    for (index, namespace) in namespaces.iter().enumerate() {
+        if namespaces[..index].contains(namespace) {
+            continue;
+        }
+        if let Err(error) = pass(namespace).await {
+            match failure {
+                None => failure = Some(error),
+                Some(_) => tracing::warn!(%error, %namespace, "node agent: a pass failed"),
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Runs `pass` every `interval`, logging failures (a pass that fails is simply tried again).

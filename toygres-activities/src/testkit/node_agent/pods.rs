@@ -1,7 +1,12 @@
 //! Pods: bound to the node, their `postgres` container run as a local PostgreSQL the way the
 //! image's entrypoint would, their readiness reported, their server stopped when they go.
+//!
+//! Every served namespace is covered; pods are told apart by uid (or namespace and name, never
+//! name alone), each reads its Secrets and claims in its own namespace, and its server runs in
+//! its volume's folder on a port of its volume: both are per PersistentVolume, so pods of the
+//! same name in two namespaces share neither.
 
-use super::{AgentConfig, AgentError, volumes};
+use super::{AgentConfig, AgentError, for_each_namespace, volumes};
 use crate::backend::kubernetes::labels;
 use crate::backend::local::{LocalBackend, LocalConfig};
 use crate::backend::{Backend, BackendError, DeploySpec, InstanceRef, Readiness};
@@ -21,6 +26,8 @@ const POSTGRES: &str = "postgres";
 /// A pod whose PostgreSQL runs here.
 #[derive(Debug, Clone)]
 pub struct RunningPod {
+    /// The pod's namespace.
+    pub namespace: String,
     /// The pod's name.
     pub name: String,
     /// The pod's Kubernetes uid.
@@ -39,18 +46,19 @@ pub struct RunningPod {
 pub struct Pods {
     client: Client,
     config: AgentConfig,
-    /// Running pods by pod uid.
+    /// Running pods by pod uid (unique across namespaces).
     running: Mutex<HashMap<String, RunningPod>>,
     /// Pods being started (by uid): a start takes a while (initdb), passes go on meanwhile.
     starting: Mutex<HashSet<String>>,
-    /// The local port of each volume (by PersistentVolume name).
+    /// The local port of each volume (by PersistentVolume name, cluster-wide: a port is never
+    /// handed to two volumes, whatever their claims' namespaces).
     ports: Mutex<HashMap<String, u16>>,
     /// The versions of the installed PostgreSQL binaries.
     versions: Vec<String>,
 }
 
 impl Pods {
-    /// Pods of `config`'s namespace through `client`.
+    /// Pods of `config`'s namespaces through `client`.
     pub fn new(client: Client, config: AgentConfig) -> Self {
         let versions =
             crate::backend::local::binaries::PgBinaries::discover(config.bin_dir.as_deref())
@@ -65,8 +73,8 @@ impl Pods {
         }
     }
 
-    fn api(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.config.namespace)
+    fn api(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningPod>> {
@@ -81,23 +89,26 @@ impl Pods {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The running pod `name` of namespace `namespace`, if its PostgreSQL runs here.
+    /// The running pod `name` of namespace `namespace` (any served one), if its PostgreSQL
+    /// runs here.
     pub fn find(&self, namespace: &str, name: &str) -> Option<RunningPod> {
-        if namespace != self.config.namespace {
-            return None;
-        }
         self.running()
             .values()
-            .find(|pod| pod.name == name)
+            .find(|pod| pod.namespace == namespace && pod.name == name)
             .cloned()
     }
 
-    /// A running, ready pod whose labels include all of `selector`.
-    pub fn selected(&self, selector: &BTreeMap<String, String>) -> Option<RunningPod> {
+    /// A running, ready pod of namespace `namespace` whose labels include all of `selector`.
+    pub fn selected(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Option<RunningPod> {
         self.running()
             .values()
             .find(|pod| {
                 pod.ready
+                    && pod.namespace == namespace
                     && selector
                         .iter()
                         .all(|(key, value)| pod.labels.get(key) == Some(value))
@@ -105,23 +116,28 @@ impl Pods {
             .cloned()
     }
 
-    /// One pass over the namespace's pods.
+    /// One pass over the pods of every served namespace.
     pub async fn pass(self: &std::sync::Arc<Self>) -> Result<(), AgentError> {
+        for_each_namespace(&self.config.namespaces, |namespace| self.pass_in(namespace)).await
+    }
+
+    /// One pass over the pods of namespace `namespace`.
+    async fn pass_in(self: &std::sync::Arc<Self>, namespace: &str) -> Result<(), AgentError> {
         let pods = self
-            .api()
+            .api(namespace)
             .list(&ListParams::default())
             .await
-            .map_err(AgentError::api("listing pods"))?
+            .map_err(AgentError::api(format!("listing pods in {namespace}")))?
             .items;
         let present: HashSet<String> = pods
             .iter()
             .filter_map(|pod| pod.metadata.uid.clone())
             .collect();
-        // Pods removed outright (a forced delete): their servers stop.
+        // The namespace's pods removed outright (a forced delete): their servers stop.
         let vanished: Vec<RunningPod> = self
             .running()
             .values()
-            .filter(|pod| !present.contains(&pod.uid))
+            .filter(|pod| pod.namespace == namespace && !present.contains(&pod.uid))
             .cloned()
             .collect();
         for pod in vanished {
@@ -156,13 +172,14 @@ impl Pods {
     /// Binds a pending pod to the node (the scheduler's job).
     async fn bind(&self, pod: &Pod) -> Result<(), AgentError> {
         let name = pod.name_any();
+        let namespace = namespace_of(pod);
         let binding = json!({
             "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": self.config.namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name},
         });
         match self
-            .api()
+            .api(&namespace)
             .create_subresource::<_, serde_json::Value>(
                 "binding",
                 &name,
@@ -174,7 +191,9 @@ impl Pods {
             Ok(_) => Ok(()),
             // Bound meanwhile, or gone.
             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(()),
-            Err(error) => Err(AgentError::api(format!("binding pod {name}"))(error)),
+            Err(error) => Err(AgentError::api(format!("binding pod {namespace}/{name}"))(
+                error,
+            )),
         }
     }
 
@@ -196,10 +215,11 @@ impl Pods {
             }),
             ..DeleteParams::default()
         };
-        match self.api().delete(&pod.name_any(), &params).await {
+        let (namespace, name) = (namespace_of(pod), pod.name_any());
+        match self.api(&namespace).delete(&name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-            Err(error) => Err(AgentError::api(format!("removing pod {}", pod.name_any()))(
+            Err(error) => Err(AgentError::api(format!("removing pod {namespace}/{name}"))(
                 error,
             )),
         }
@@ -211,7 +231,12 @@ impl Pods {
             .stop(InstanceRef::in_default(&pod.instance), &pod.incarnation)
             .await
         {
-            tracing::warn!(%error, pod = %pod.name, "node agent: stopping the pod's server failed");
+            tracing::warn!(
+                %error,
+                namespace = %pod.namespace,
+                pod = %pod.name,
+                "node agent: stopping the pod's server failed"
+            );
         }
         self.running().remove(&pod.uid);
     }
@@ -222,11 +247,12 @@ impl Pods {
         }
         let pods = self.clone();
         tokio::spawn(async move {
-            let name = pod.name_any();
+            let (namespace, name) = (namespace_of(&pod), pod.name_any());
             let started = std::time::Instant::now();
             match pods.start_pod(&pod, &uid).await {
                 Ok(Some(running)) => {
                     tracing::info!(
+                        %namespace,
                         pod = %name,
                         port = running.port,
                         elapsed_ms = started.elapsed().as_millis(),
@@ -236,9 +262,14 @@ impl Pods {
                 }
                 Ok(None) => {} // not startable yet (its volume is not bound): the next pass
                 Err(message) => {
-                    tracing::warn!(pod = %name, %message, "node agent: the pod cannot run");
+                    tracing::warn!(
+                        %namespace,
+                        pod = %name,
+                        %message,
+                        "node agent: the pod cannot run"
+                    );
                     let _ = pods
-                        .report_waiting(&name, "CreateContainerConfigError", &message)
+                        .report_waiting(&namespace, &name, "CreateContainerConfigError", &message)
                         .await;
                 }
             }
@@ -248,6 +279,7 @@ impl Pods {
 
     /// Starts the pod's PostgreSQL; `None` while its volume is not bound yet.
     async fn start_pod(&self, pod: &Pod, uid: &str) -> Result<Option<RunningPod>, String> {
+        let namespace = namespace_of(pod);
         let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
         let container = spec
             .containers
@@ -274,7 +306,7 @@ impl Pods {
         let Some((volume, dir)) = self.volume_of(pod, container).await? else {
             return Ok(None);
         };
-        let env = self.environment(container).await?;
+        let env = self.environment(&namespace, container).await?;
         let superuser = env
             .get("POSTGRES_USER")
             .cloned()
@@ -319,6 +351,7 @@ impl Pods {
                 .map_err(failed)?;
         }
         Ok(Some(RunningPod {
+            namespace,
             name: pod.name_any(),
             uid: uid.to_string(),
             labels,
@@ -330,8 +363,8 @@ impl Pods {
         }))
     }
 
-    /// The volume mounted at the container's data folder, and its folder here; `None` while
-    /// the claim is not bound.
+    /// The volume mounted at the container's data folder (a claim of the pod's namespace), and
+    /// its folder here; `None` while the claim is not bound.
     async fn volume_of(
         &self,
         pod: &Pod,
@@ -352,7 +385,7 @@ impl Pods {
             .map(|claim| claim.claim_name.clone())
             .ok_or("the data volume is not a claim")?;
         let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.client.clone(), &self.config.namespace);
+            Api::namespaced(self.client.clone(), &namespace_of(pod));
         let Some(claim) = claims
             .get_opt(&claim_name)
             .await
@@ -384,9 +417,14 @@ impl Pods {
         Ok(Some((volume, path)))
     }
 
-    /// The container's environment, `secretKeyRef`s read through the API as a kubelet does.
-    async fn environment(&self, container: &Container) -> Result<BTreeMap<String, String>, String> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.config.namespace);
+    /// The container's environment, `secretKeyRef`s read through the API as a kubelet does
+    /// (from the Secrets of the pod's namespace, `namespace`).
+    async fn environment(
+        &self,
+        namespace: &str,
+        container: &Container,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let mut env = BTreeMap::new();
         for variable in container.env.iter().flatten() {
             if let Some(value) = &variable.value {
@@ -404,7 +442,7 @@ impl Pods {
                 .get_opt(&reference.name)
                 .await
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("secret {:?} not found", reference.name))?;
+                .ok_or_else(|| format!("secret {namespace}/{} not found", reference.name))?;
             let value = secret
                 .data
                 .as_ref()
@@ -412,7 +450,7 @@ impl Pods {
                 .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
                 .ok_or_else(|| {
                     format!(
-                        "couldn't find key {} in Secret {}",
+                        "couldn't find key {} in Secret {namespace}/{}",
                         reference.key, reference.name
                     )
                 })?;
@@ -488,12 +526,14 @@ impl Pods {
                 "state": {"running": {"startedAt": now}},
             }],
         }});
-        self.patch_status(&pod.name_any(), &status).await
+        self.patch_status(&namespace_of(pod), &pod.name_any(), &status)
+            .await
     }
 
-    /// Reports why the container cannot run.
+    /// Reports why the container of pod `namespace`/`name` cannot run.
     async fn report_waiting(
         &self,
+        namespace: &str,
         name: &str,
         reason: &str,
         message: &str,
@@ -505,19 +545,24 @@ impl Pods {
                 "state": {"waiting": {"reason": reason, "message": message}},
             }],
         }});
-        self.patch_status(name, &status).await
+        self.patch_status(namespace, name, &status).await
     }
 
-    async fn patch_status(&self, name: &str, status: &serde_json::Value) -> Result<(), AgentError> {
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), AgentError> {
         match self
-            .api()
+            .api(namespace)
             .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
             .await
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(AgentError::api(format!(
-                "reporting the status of pod {name}"
+                "reporting the status of pod {namespace}/{name}"
             ))(error)),
         }
     }
@@ -554,6 +599,11 @@ impl Pods {
         });
         let _ = stopping.join();
     }
+}
+
+/// The namespace of `pod` (listed through a namespaced API, so always set).
+fn namespace_of(pod: &Pod) -> String {
+    pod.namespace().unwrap_or_default()
 }
 
 /// The major version an image's tag names (`postgres:16`, `postgres:16.4`, `postgres:16-alpine`).

@@ -1,8 +1,9 @@
-//! Volumes: a `hostPath` PersistentVolume for each pending claim of the namespace, pre-bound to
-//! it (`claimRef`) so the real PV binder completes the binding; volumes whose claim is gone are
-//! removed with their folders, as a dynamic provisioner's `Delete` policy would.
+//! Volumes: a `hostPath` PersistentVolume for each pending claim of the served namespaces,
+//! pre-bound to it (`claimRef`, with the claim's namespace) so the real PV binder completes the
+//! binding; volumes whose claim is gone are removed with their folders, as a dynamic
+//! provisioner's `Delete` policy would.
 
-use super::{AgentConfig, AgentError};
+use super::{AgentConfig, AgentError, for_each_namespace};
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeSpec,
@@ -38,20 +39,35 @@ pub fn volume_dir(root: &Path, name: &str) -> PathBuf {
     volumes_dir(root).join(name)
 }
 
-/// One pass: provision for pending claims, remove volumes whose claim is gone.
+/// One pass over every served namespace: provision for pending claims, remove volumes whose
+/// claim is gone.
 pub async fn pass(client: &Client, config: &AgentConfig) -> Result<(), AgentError> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &config.namespace);
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    let all = ListParams::default();
-    let claims = claims
-        .list(&all)
-        .await
-        .map_err(AgentError::api("listing claims"))?
-        .items;
     let existing = volumes
-        .list(&all)
+        .list(&ListParams::default())
         .await
         .map_err(AgentError::api("listing volumes"))?
+        .items;
+    for_each_namespace(&config.namespaces, |namespace| {
+        pass_in(client, config, &volumes, &existing, namespace)
+    })
+    .await
+}
+
+/// The pass for namespace `namespace`, given the `existing` volumes: only volumes whose claim
+/// is of this namespace are released here.
+async fn pass_in(
+    client: &Client,
+    config: &AgentConfig,
+    volumes: &Api<PersistentVolume>,
+    existing: &[PersistentVolume],
+    namespace: &str,
+) -> Result<(), AgentError> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let claims = claims
+        .list(&ListParams::default())
+        .await
+        .map_err(AgentError::api(format!("listing claims in {namespace}")))?
         .items;
     for claim in &claims {
         let pending = claim
@@ -61,31 +77,35 @@ pub async fn pass(client: &Client, config: &AgentConfig) -> Result<(), AgentErro
             && claim.metadata.deletion_timestamp.is_none();
         let name = volume_name(claim);
         if pending && !existing.iter().any(|volume| volume.name_any() == name) {
-            provision(&volumes, config, claim, &name).await?;
+            provision(volumes, config, claim, &name).await?;
         }
     }
-    for volume in &existing {
+    for volume in existing {
         let ours = volume
             .annotations()
             .get(PROVISIONED_BY)
             .is_some_and(|by| by == AGENT);
-        let claimed = volume
+        let Some(reference) = volume
             .spec
             .as_ref()
             .and_then(|spec| spec.claim_ref.as_ref())
-            .is_some_and(|reference| {
-                claims.iter().any(|claim| {
-                    claim.metadata.uid.is_some() && claim.metadata.uid == reference.uid
-                })
-            });
+            .filter(|reference| reference.namespace.as_deref() == Some(namespace))
+        else {
+            continue; // another namespace's (its own pass looks at it), or no claim's
+        };
+        let claimed = claims
+            .iter()
+            .any(|claim| claim.metadata.uid.is_some() && claim.metadata.uid == reference.uid);
         if ours && !claimed {
-            release(&volumes, config, volume).await?;
+            release(volumes, config, volume).await?;
         }
     }
     Ok(())
 }
 
-/// Named after the claim's uid, as dynamic provisioners name theirs.
+/// Named after the claim's uid, as dynamic provisioners name theirs: uids are unique across
+/// namespaces, so claims of the same name in two namespaces get volumes (and folders) of their
+/// own.
 fn volume_name(claim: &PersistentVolumeClaim) -> String {
     format!("pvc-{}", claim.metadata.uid.clone().unwrap_or_default())
 }
@@ -96,13 +116,26 @@ async fn provision(
     claim: &PersistentVolumeClaim,
     name: &str,
 ) -> Result<(), AgentError> {
-    let Some(spec) = &claim.spec else {
+    let dir = volume_dir(&config.root, name);
+    let Some(volume) = volume_for(claim, name, &dir) else {
         return Ok(());
     };
-    let dir = volume_dir(&config.root, name);
     std::fs::create_dir_all(&dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
         .map_err(AgentError::io(format!("opening {}", dir.display())))?;
+    match volumes.create(&PostParams::default(), &volume).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(AgentError::api(format!("provisioning volume {name}"))(
+            error,
+        )),
+    }
+}
+
+/// The volume `name` (folder `dir`) for `claim`, pre-bound to it in its namespace; `None` for
+/// a claim without a spec.
+fn volume_for(claim: &PersistentVolumeClaim, name: &str, dir: &Path) -> Option<PersistentVolume> {
+    let spec = claim.spec.as_ref()?;
     let capacity = spec
         .resources
         .as_ref()
@@ -136,13 +169,7 @@ async fn provision(
         }),
         ..PersistentVolumeSpec::default()
     });
-    match volumes.create(&PostParams::default(), &volume).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(AgentError::api(format!("provisioning volume {name}"))(
-            error,
-        )),
-    }
+    Some(volume)
 }
 
 async fn release(
@@ -161,5 +188,44 @@ async fn release(
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(AgentError::io(format!("removing {}", dir.display()))(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
+
+    fn claim(namespace: &str, name: &str, uid: &str) -> PersistentVolumeClaim {
+        let mut claim = PersistentVolumeClaim::default();
+        claim.metadata.namespace = Some(namespace.into());
+        claim.metadata.name = Some(name.into());
+        claim.metadata.uid = Some(uid.into());
+        claim.spec = Some(PersistentVolumeClaimSpec::default());
+        claim
+    }
+
+    #[test]
+    fn claims_of_the_same_name_in_two_namespaces_get_volumes_of_their_own() {
+        let root = Path::new("/srv/node");
+        let first = claim("a", "data-x-0", "11111111-1111-1111-1111-111111111111");
+        let second = claim("b", "data-x-0", "22222222-2222-2222-2222-222222222222");
+        let (first_name, second_name) = (volume_name(&first), volume_name(&second));
+        assert_ne!(first_name, second_name);
+        assert_ne!(
+            volume_dir(root, &first_name),
+            volume_dir(root, &second_name)
+        );
+        for (claim, name) in [(&first, &first_name), (&second, &second_name)] {
+            let volume = volume_for(claim, name, &volume_dir(root, name));
+            let reference = volume
+                .and_then(|volume| volume.spec)
+                .and_then(|spec| spec.claim_ref);
+            assert_eq!(
+                reference.as_ref().and_then(|r| r.namespace.clone()),
+                claim.metadata.namespace
+            );
+            assert_eq!(reference.and_then(|r| r.uid), claim.metadata.uid);
+        }
     }
 }
