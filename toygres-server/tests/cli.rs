@@ -67,10 +67,40 @@ async fn create_list_get_delete_with_the_cli() -> TestResult {
         .expect_exit(exit::SUCCESS)?;
     let rows: Vec<&str> = listed.stdout.lines().collect();
     assert!(rows[0].starts_with("NAME"), "{}", listed.stdout);
+    assert!(rows[0].contains("NAMESPACE"), "{}", listed.stdout);
     assert!(
-        rows[1].starts_with("orders-db") && rows[1].contains("running"),
+        rows[1].starts_with("orders-db")
+            && rows[1].contains("default")
+            && rows[1].contains("running"),
         "{}",
         listed.stdout
+    );
+    // The local backend has one namespace, `default`: listed by it, and no other accepted.
+    assert_eq!(instance.body["namespace"], "default");
+    let in_default = toygres(url, &["list", "--namespace", "default"], None)
+        .await?
+        .expect_exit(exit::SUCCESS)?;
+    assert!(
+        in_default.stdout.contains("orders-db"),
+        "{}",
+        in_default.stdout
+    );
+    let elsewhere = toygres(url, &["list", "--namespace", "team-b"], None)
+        .await?
+        .expect_exit(exit::SUCCESS)?;
+    assert_eq!(elsewhere.stdout, "No instances.\n");
+    let refused = toygres(url, &["create", "elsewhere", "--namespace", "team-b"], None)
+        .await?
+        .expect_exit(exit::USAGE)?;
+    assert!(
+        refused.stderr.contains("unsupported_by_backend")
+            && refused.stderr.contains("has no namespaces"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        server.get("/instances/elsewhere").await?.status,
+        reqwest::StatusCode::NOT_FOUND
     );
     let listed = toygres(url, &["list", "-o", "json"], None)
         .await?

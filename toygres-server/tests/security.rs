@@ -456,6 +456,7 @@ async fn tls_with_tokens_serves_every_interface_to_the_cli_and_the_scripts() -> 
         listen_host: "0.0.0.0".to_string(),
         trusted_certificate: Some(pem),
         token: Some(ADMIN.to_string()),
+        ..StartOptions::default()
     };
     let server = workspace
         .start_server_with(

@@ -14,14 +14,16 @@ use support::plane::{InProcessPlane, PlaneOptions, WaitTerminal as _, delete_all
 use support::{OPERATION_LIMIT, TestError, TestResult, connect_as, connect_as_owner};
 use toygres_activities::backend::local::{LocalBackend, LocalConfig};
 use toygres_activities::backend::{Backend, Endpoint, InstanceRef};
-use toygres_activities::metadata::{NewInstance, NewOperation};
+use toygres_activities::metadata::{DeleteReservation, NewInstance, NewOperation};
 use toygres_activities::model::{Expose, OperationStatus};
 use toygres_activities::roles::{RolePasswords, legacy};
 use toygres_activities::seal::SealedSecret;
 use toygres_activities::testkit;
 use toygres_activities::validation::InstanceName;
 use toygres_orchestrations::names;
-use toygres_orchestrations::types::{CREATE_STEPS_V1_0, CreateInstanceInput, HealthSettings};
+use toygres_orchestrations::types::{
+    CREATE_STEPS_V1_0, CreateInstanceInput, DeleteInstanceInput, HealthSettings,
+};
 use toygres_server::plane::reconciler;
 
 const OWNER_PASSWORD: &str = "legacy-owner-password-1";
@@ -421,4 +423,138 @@ fn service_user() -> Result<(u32, u32), TestError> {
         toygres_activities::privilege::RunAs::ServiceUser { uid, gid } => Ok((uid, gid)),
         toygres_activities::privilege::RunAs::CurrentUser => Err("not root".into()),
     }
+}
+
+/// A create started by create-instance 1.3.0 and a delete started by delete-instance 1.1.0
+/// (inputs of the shape those versions had, without a namespace), as a server of the release
+/// before namespaces left them: a server of this release runs them to success, in the
+/// backend's default namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_started_by_the_previous_workflow_versions_complete() -> TestResult {
+    let test = "upgrade_previous_versions";
+    let dir = testkit::shared_tempdir()?;
+    let backend = LocalBackend::new(LocalConfig {
+        root: dir.path().join("instances"),
+        bin_dir: None,
+        ports: testkit::port_range_for(test, 10),
+    })?;
+    let _cleanup = Cleanup(backend.clone());
+    let harness = InProcessPlane::start(Arc::new(backend.clone()), PlaneOptions::default()).await?;
+    let plane = &harness.plane;
+    let key = &plane.secret_key;
+    let version = plane.versions.last().cloned().ok_or("no version")?;
+    let name = InstanceName::parse("prior")?;
+    let (instance, operation) = plane
+        .metadata
+        .reserve_create(
+            &NewInstance {
+                uid: "ins_prior".into(),
+                name: name.clone(),
+                namespace: "default".into(),
+                backend: "local".into(),
+                postgres_version: version.clone(),
+                storage_gb: 1,
+                expose: Expose::Internal,
+                dns_label: None,
+                sealed_password: key.seal(OWNER_PASSWORD),
+                sealed_admin_password: key.seal("prior-admin-password-1"),
+                sealed_monitor_password: key.seal("prior-monitor-password-1"),
+                parameters: Default::default(),
+                deletion_protection: false,
+            },
+            &NewOperation {
+                id: "op_priorcreate00000000000000".into(),
+                progress_total: toygres_orchestrations::types::CREATE_STEPS.len() as i32,
+                idempotency: None,
+                request: None,
+            },
+        )
+        .await?;
+    let create = CreateInstanceInput {
+        operation_id: operation.id.clone(),
+        instance_id: instance.id,
+        uid: instance.uid.clone(),
+        name: name.clone(),
+        namespace: None,
+        postgres_version: version,
+        storage_gb: 1,
+        user: "postgres".into(),
+        database: "postgres".into(),
+        sealed_password: SealedSecret::from_stored(instance.sealed_password.clone()),
+        sealed_admin_password: instance
+            .sealed_admin_password
+            .clone()
+            .map(SealedSecret::from_stored),
+        sealed_monitor_password: instance
+            .sealed_monitor_password
+            .clone()
+            .map(SealedSecret::from_stored),
+        expose: Expose::Internal,
+        dns_label: None,
+        limits: plane.create_limits.clone(),
+        health: plane.health.clone(),
+        parameters: None,
+        restore: None,
+    };
+    let shape = serde_json::to_value(&create)?;
+    assert!(
+        shape.get("namespace").is_none(),
+        "the 1.3.0 input shape: {shape}"
+    );
+    plane
+        .client
+        .start_orchestration_versioned_typed(&operation.id, names::CREATE_INSTANCE, "1.3.0", create)
+        .await?;
+    let done = plane.wait_terminal(&operation.id, OPERATION_LIMIT).await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    let running = plane
+        .metadata
+        .live_instance("prior")
+        .await?
+        .ok_or("no instance")?;
+    assert_eq!(running.namespace.as_deref(), Some("default"));
+    let port = u16::try_from(running.port.ok_or("no port")?)?;
+    connect_as_owner(port, OWNER_PASSWORD).await?;
+
+    let reserved = plane
+        .metadata
+        .reserve_delete_with(
+            &name,
+            &NewOperation {
+                id: "op_priordelete00000000000000".into(),
+                progress_total: toygres_orchestrations::types::DELETE_STEPS_V1_1.len() as i32,
+                idempotency: None,
+                request: None,
+            },
+            None,
+        )
+        .await?;
+    let (instance, operation) = match reserved {
+        DeleteReservation::Started {
+            instance,
+            operation,
+        } => (instance, operation),
+        other => return Err(format!("no delete started: {other:?}").into()),
+    };
+    let delete = DeleteInstanceInput {
+        operation_id: operation.id.clone(),
+        instance_id: instance.id,
+        name: name.clone(),
+        namespace: None,
+        uid: Some(instance.uid.clone()),
+        cancels_operation_id: None,
+        limits: plane.delete_limits.clone(),
+        save_backups: None,
+    };
+    plane
+        .client
+        .start_orchestration_versioned_typed(&operation.id, names::DELETE_INSTANCE, "1.1.0", delete)
+        .await?;
+    let done = plane.wait_terminal(&operation.id, OPERATION_LIMIT).await?;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{:?}", done.error);
+    assert!(
+        backend.list_owned().await?.is_empty(),
+        "the delete removed the instance"
+    );
+    Ok(())
 }

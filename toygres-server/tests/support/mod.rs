@@ -123,7 +123,9 @@ impl Workspace {
             log_path,
             token: options.token.clone(),
         };
-        server.wait_ready(Duration::from_secs(90)).await?;
+        server
+            .wait_ready_at(&options.ready_path, Duration::from_secs(90))
+            .await?;
         Ok(server)
     }
 }
@@ -138,6 +140,9 @@ pub struct StartOptions {
     pub trusted_certificate: Option<Vec<u8>>,
     /// Sent as a bearer token with every request that has no `Authorization` of its own.
     pub token: Option<String>,
+    /// The path that answers 200 once the server is up (`/readyz`; `/healthz` for a server
+    /// expected not to be ready).
+    pub ready_path: String,
 }
 
 impl Default for StartOptions {
@@ -146,6 +151,7 @@ impl Default for StartOptions {
             listen_host: "127.0.0.1".to_string(),
             trusted_certificate: None,
             token: None,
+            ready_path: "/readyz".to_string(),
         }
     }
 }
@@ -414,9 +420,14 @@ impl Server {
 
     /// Polls until `/readyz` answers 200, failing early when the process exits.
     pub async fn wait_ready(&self, limit: Duration) -> TestResult {
+        self.wait_ready_at("/readyz", limit).await
+    }
+
+    /// Polls until `path` answers 200, failing early when the process exits.
+    pub async fn wait_ready_at(&self, path: &str, limit: Duration) -> TestResult {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Ok(reply) = self.get("/readyz").await
+            if let Ok(reply) = self.get(path).await
                 && reply.status == StatusCode::OK
             {
                 return Ok(());

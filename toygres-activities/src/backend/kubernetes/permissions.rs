@@ -195,19 +195,19 @@ impl KubernetesBackend {
         }
         let listed = missing
             .iter()
-            .map(|missing| format!("{} {}", missing.verb, missing.resource))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
         if missing.len() == NEEDED.len() {
             Err(PlacementError::Missing(format!(
                 "namespace {namespace} does not exist, or Toygres holds no RoleBinding in it \
-                 (it may not {listed} in namespace {namespace}); create the namespace and bind \
-                 the ClusterRole toygres-instances there (deploy/README.md)"
+                 (it may not {listed}); create the namespace and bind the ClusterRole \
+                 toygres-instances there (deploy/README.md)"
             )))
         } else {
             Err(PlacementError::Forbidden(format!(
-                "Toygres may not {listed} in namespace {namespace}; bind the ClusterRole \
-                 toygres-instances there again (deploy/README.md)"
+                "Toygres may not {listed}; bind the ClusterRole toygres-instances in namespace \
+                 {namespace} again (deploy/README.md)"
             )))
         }
     }
