@@ -206,6 +206,22 @@ async fn each_instance_lives_in_the_namespace_its_create_names() -> TestResult {
         "the ServiceAccount was refused a call: {}",
         server.log()
     );
+
+    // A namespace taken off the list while an instance lives there: drift no longer looks
+    // there (the instance is not reported lost), and its delete still works.
+    create(
+        &server,
+        json!({"name": "omega", "expose": "internal", "namespace": TEAM_B}),
+    )
+    .await?;
+    drop(server);
+    let server = serve_allowing(&testbed, &workspace, "server-narrowed.log", NS).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await; // a few drift passes (1 s, grace 2 s)
+    let omega = server.get("/instances/omega").await?;
+    assert_eq!(omega.body["state"], "running", "{}", omega.text);
+    assert_eq!(omega.body["namespace"], TEAM_B);
+    delete(&server, "omega").await?;
+    testbed.wait_nothing_labelled("omega").await?;
     Ok(())
 }
 
