@@ -58,6 +58,18 @@ impl InstanceName {
     }
 }
 
+/// Whether `label` is a DNS-1123 label (a Kubernetes namespace name, a DNS label): 1-63
+/// lowercase letters, digits or '-', not starting or ending with '-'.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 impl std::fmt::Display for InstanceName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -19,9 +19,7 @@
 mod support;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams};
@@ -57,8 +55,6 @@ const NS: &str = "toygres";
 /// How the backend reaches the (fake) API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
-    /// In process, straight into kube-fake-client.
-    InMemory,
     /// Over HTTP to a [`TestApiServer`], tunnelling to internal instances as a server outside
     /// the cluster does.
     Http,
@@ -115,28 +111,19 @@ impl Harness {
             bin_dir: None,
             ports,
         })?;
-        // The instances' namespace exists (creates read it before writing anything).
-        let namespace = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(NS.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let mut builder = ClientBuilder::new().with_object(namespace);
+        let mut builder = ClientBuilder::new();
         if let Some(funcs) = interceptors {
             builder = builder.with_interceptor_funcs(funcs);
         }
         let client = builder.build().await?;
         let (api_server, backend_client, connect) = match transport {
-            Transport::InMemory => (None, client.clone(), ConnectMode::Direct),
             Transport::Http | Transport::HttpForwardsForbidden => {
                 let forwards = if transport == Transport::Http {
                     pods_on(local.clone())
                 } else {
                     forbidden()
                 };
-                let server = TestApiServer::start(client.clone(), forwards).await?;
+                let server = TestApiServer::start(client.clone(), forwards, &[NS]).await?;
                 let http_client = server.client(NS)?;
                 (Some(server), http_client, ConnectMode::PortForward)
             }
@@ -263,7 +250,7 @@ async fn endless_500s_on_the_service_fail_the_create_and_leave_nothing_behind() 
         }
         Ok(None)
     });
-    let harness = Harness::start("k8s_endless_500s", Some(funcs), Transport::InMemory).await?;
+    let harness = Harness::start("k8s_endless_500s", Some(funcs), Transport::Http).await?;
     let (_, done) = harness.create_and_wait(public_request("doomed")?).await?;
     assert_eq!(done.status, OperationStatus::Failed);
     let error = done.error.ok_or("no error recorded")?;
@@ -352,7 +339,7 @@ async fn a_forward_the_pod_refuses_fails_at_once_with_the_reason() -> TestResult
                 .ok_or(StatusCode::NOT_FOUND)
         })
     });
-    let server = TestApiServer::start(client, ports).await?;
+    let server = TestApiServer::start(client, ports, &[NS]).await?;
     let backend = KubernetesBackend::new(
         server.client(NS)?,
         KubernetesConfig {

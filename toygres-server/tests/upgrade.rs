@@ -37,6 +37,21 @@ impl Drop for Cleanup {
     }
 }
 
+/// A local backend for `test` under `dir` with `ports` ports, and what deletes its instances
+/// when the test ends.
+fn local_backend(
+    test: &str,
+    dir: &std::path::Path,
+    ports: u16,
+) -> Result<(LocalBackend, Cleanup), TestError> {
+    let backend = LocalBackend::new(LocalConfig {
+        root: dir.join("instances"),
+        bin_dir: None,
+        ports: testkit::port_range_for(test, ports),
+    })?;
+    Ok((backend.clone(), Cleanup(backend)))
+}
+
 /// Runs `pg_ctl` with `args` as user and group `id`.
 fn pg_ctl(bin: &std::path::Path, id: (u32, u32), args: &[&str]) -> Result<(), TestError> {
     let status = std::process::Command::new(bin.join("pg_ctl"))
@@ -81,14 +96,8 @@ fn chown_tree(path: &std::path::Path, id: (u32, u32)) -> Result<(), TestError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_instances_are_converted_and_keep_their_data_and_password() -> TestResult {
-    let test = "upgrade_older_instances";
     let dir = testkit::shared_tempdir()?;
-    let backend = LocalBackend::new(LocalConfig {
-        root: dir.path().join("instances"),
-        bin_dir: None,
-        ports: testkit::port_range_for(test, 20),
-    })?;
-    let _cleanup = Cleanup(backend.clone());
+    let (backend, _cleanup) = local_backend("upgrade_older_instances", dir.path(), 20)?;
     let harness = InProcessPlane::start(
         Arc::new(backend.clone()),
         PlaneOptions {
@@ -431,14 +440,8 @@ fn service_user() -> Result<(u32, u32), TestError> {
 /// backend's default namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_started_by_the_previous_workflow_versions_complete() -> TestResult {
-    let test = "upgrade_previous_versions";
     let dir = testkit::shared_tempdir()?;
-    let backend = LocalBackend::new(LocalConfig {
-        root: dir.path().join("instances"),
-        bin_dir: None,
-        ports: testkit::port_range_for(test, 10),
-    })?;
-    let _cleanup = Cleanup(backend.clone());
+    let (backend, _cleanup) = local_backend("upgrade_previous_versions", dir.path(), 10)?;
     let harness = InProcessPlane::start(Arc::new(backend.clone()), PlaneOptions::default()).await?;
     let plane = &harness.plane;
     let key = &plane.secret_key;

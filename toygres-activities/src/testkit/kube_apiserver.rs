@@ -7,6 +7,8 @@
 //!   local PostgreSQL standing in for the pod.
 //! - `SelfSubjectAccessReview`s are allowed: the in-memory API has no authorizer (the requests
 //!   are recorded with their RBAC attributes, for tests to check against a Role).
+//! - `GET /api/v1/namespaces/<name>` answers for the namespaces the server was started with
+//!   (404 for others): the in-memory API does not serve Namespace paths.
 //! - Every other request is handed to an in-memory API (kube-fake-client's [`Client`]).
 //! - Every request is recorded, with the RBAC attributes a real API server would check.
 
@@ -133,18 +135,21 @@ impl Drop for TestApiServer {
 struct State {
     api: Client,
     ports: PortMap,
+    namespaces: Arc<Vec<String>>,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
 }
 
 impl TestApiServer {
-    /// Listens on a free port of 127.0.0.1, serving `api` and forwarding ports as `ports` says.
-    pub async fn start(api: Client, ports: PortMap) -> std::io::Result<Self> {
+    /// Listens on a free port of 127.0.0.1, serving `api`, forwarding ports as `ports` says,
+    /// with the namespaces `namespaces`.
+    pub async fn start(api: Client, ports: PortMap, namespaces: &[&str]) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let address = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = State {
             api,
             ports,
+            namespaces: Arc::new(namespaces.iter().map(|ns| ns.to_string()).collect()),
             requests: requests.clone(),
         };
         let task = tokio::spawn(async move {
@@ -226,7 +231,39 @@ async fn serve(state: State, request: Request<Incoming>) -> Response<Full<Bytes>
     if request.method() == Method::POST && recorded.path.ends_with("/selfsubjectaccessreviews") {
         return allow_review(request).await;
     }
+    if request.method() == Method::GET
+        && let ["api", "v1", "namespaces", name] = recorded
+            .path
+            .trim_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+    {
+        return namespace(&state, name);
+    }
     proxy(&state.api, request).await
+}
+
+/// Namespace `name` if the server has it, else a 404.
+fn namespace(state: &State, name: &str) -> Response<Full<Bytes>> {
+    if !state.namespaces.iter().any(|known| known == name) {
+        return status(
+            StatusCode::NOT_FOUND,
+            &format!("namespaces \"{name}\" not found"),
+        );
+    }
+    let body = serde_json::json!({
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": name},
+        "status": {"phase": "Active"},
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Answers a `SelfSubjectAccessReview` with `allowed: true`.

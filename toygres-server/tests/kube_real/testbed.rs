@@ -27,6 +27,16 @@ pub(crate) const TEAM_C: &str = "team-c";
 /// The version `scripts/kube-testbed-build.sh` builds by default.
 const KUBE_VERSION: &str = "v1.20.2";
 
+/// An object labelled with an instance.
+pub(crate) struct Labelled {
+    /// Its kind.
+    kind: String,
+    /// Its namespace (`None`: cluster-scoped).
+    namespace: Option<String>,
+    /// Its name.
+    name: String,
+}
+
 /// A running testbed; stopped (and its folder removed) on drop.
 pub(crate) struct Testbed {
     dir: tempfile::TempDir,
@@ -171,31 +181,15 @@ impl Testbed {
         Ok(())
     }
 
-    /// Where every object labelled with instance `name` is: `(kind, namespace)` (no namespace
-    /// for cluster-scoped volumes).
+    /// Where every object labelled with instance `name` is: `(kind, namespace)` (volumes,
+    /// cluster-scoped, left out).
     pub(crate) async fn placement_of(&self, name: &str) -> Fallible<Vec<(String, Option<String>)>> {
-        let mut found = Vec::new();
-        found.extend(self.namespaces_of::<Pod>(name).await?);
-        found.extend(self.namespaces_of::<PersistentVolumeClaim>(name).await?);
-        found.extend(self.namespaces_of::<Service>(name).await?);
-        found.extend(self.namespaces_of::<Secret>(name).await?);
-        found.extend(self.namespaces_of::<NetworkPolicy>(name).await?);
-        found.extend(self.namespaces_of::<StatefulSet>(name).await?);
-        Ok(found)
-    }
-
-    async fn namespaces_of<K>(&self, name: &str) -> Fallible<Vec<(String, Option<String>)>>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let api: Api<K> = Api::all(self.admin.clone());
-        let listed = api
-            .list(&ListParams::default().labels(&labels::instance_selector(name)))
-            .await?;
-        Ok(listed
-            .items
-            .iter()
-            .map(|object| (K::kind(&()).to_string(), object.meta().namespace.clone()))
+        Ok(self
+            .all_labelled(name)
+            .await?
+            .into_iter()
+            .filter(|object| object.kind != "PersistentVolume")
+            .map(|object| (object.kind, object.namespace))
             .collect())
     }
 
@@ -241,12 +235,11 @@ impl Testbed {
         workspace.start_server_with(log, &env, options).await
     }
 
-    /// The names of every object of kind `K` labelled with instance `name`.
-    pub(crate) async fn labelled<K>(&self, name: &str) -> Fallible<Vec<String>>
+    /// Every object of kind `K` labelled with instance `name`, in any namespace.
+    async fn labelled<K>(&self, name: &str) -> Fallible<Vec<Labelled>>
     where
         K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        // Across namespaces: cluster-scoped volumes too.
         let api: Api<K> = Api::all(self.admin.clone());
         let listed = api
             .list(&ListParams::default().labels(&labels::instance_selector(name)))
@@ -254,13 +247,17 @@ impl Testbed {
         Ok(listed
             .items
             .iter()
-            .filter_map(|object| Some(format!("{}/{}", K::kind(&()), object.meta().name.clone()?)))
+            .map(|object| Labelled {
+                kind: K::kind(&()).to_string(),
+                namespace: object.meta().namespace.clone(),
+                name: object.meta().name.clone().unwrap_or_default(),
+            })
             .collect())
     }
 
     /// Every pod, claim, volume, Service, Secret, NetworkPolicy and StatefulSet labelled with
     /// instance `name`.
-    pub(crate) async fn everything_labelled(&self, name: &str) -> Fallible<Vec<String>> {
+    async fn all_labelled(&self, name: &str) -> Fallible<Vec<Labelled>> {
         let mut all = self.labelled::<Pod>(name).await?;
         all.extend(self.labelled::<PersistentVolumeClaim>(name).await?);
         all.extend(self.labelled::<PersistentVolume>(name).await?);
@@ -269,6 +266,16 @@ impl Testbed {
         all.extend(self.labelled::<NetworkPolicy>(name).await?);
         all.extend(self.labelled::<StatefulSet>(name).await?);
         Ok(all)
+    }
+
+    /// [`Testbed::all_labelled`] as `Kind/name`.
+    pub(crate) async fn everything_labelled(&self, name: &str) -> Fallible<Vec<String>> {
+        Ok(self
+            .all_labelled(name)
+            .await?
+            .into_iter()
+            .map(|object| format!("{}/{}", object.kind, object.name))
+            .collect())
     }
 
     /// Waits until nothing is labelled with instance `name` (pods and volumes go a moment

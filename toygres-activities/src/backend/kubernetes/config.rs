@@ -140,7 +140,7 @@ impl KubernetesConfig {
             .namespaces
             .iter()
             .chain(std::iter::once(&self.namespace))
-            .find(|namespace| !is_namespace_name(namespace))
+            .find(|namespace| !crate::validation::is_dns_label(namespace))
         {
             return Err(format!(
                 "{bad:?} is not a namespace name (1-63 lowercase letters, digits and '-')"
@@ -160,17 +160,6 @@ impl KubernetesConfig {
         }
         Ok(())
     }
-}
-
-/// Whether `name` is a Kubernetes namespace name (a DNS-1123 label).
-fn is_namespace_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 impl Default for KubernetesConfig {

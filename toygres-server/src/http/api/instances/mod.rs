@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use std::collections::HashMap;
 use toygres_activities::model::{Expose, InstanceState};
-use toygres_activities::validation::InstanceName;
+use toygres_activities::validation::{InstanceName, is_dns_label};
 
 const CREATE_FIELDS: &[&str] = &[
     "name",
@@ -392,18 +392,6 @@ pub(crate) fn validate_namespace(namespace: &str) -> Result<(), ApiError> {
              ending with a letter or digit",
         ))
     }
-}
-
-/// Whether `label` is a DNS-1123 label: 1-63 lowercase letters, digits or '-', not starting
-/// or ending with '-'.
-fn is_dns_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
 }
 
 pub(crate) fn validate_dns_label(label: &str) -> Result<(), ApiError> {
