@@ -356,6 +356,23 @@ async fn a_failed_create_exits_1_and_the_instance_can_be_deleted() -> TestResult
     let body: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(body["status"], "failed");
 
+    // A change of an instance that never ran is refused at once, not accepted and left with a
+    // workflow that can never start.
+    let patched = server
+        .patch(
+            "/instances/doomed",
+            &serde_json::json!({"deletion_protection": true}),
+        )
+        .await?;
+    assert_eq!(
+        patched.status,
+        reqwest::StatusCode::CONFLICT,
+        "{}",
+        patched.text
+    );
+    assert_eq!(patched.error_code(), "invalid_state", "{}", patched.text);
+    assert!(patched.text.contains("never ran"), "{}", patched.text);
+
     // Recovery, as docs/operations.md says: delete the failed instance.
     toygres(url, &["delete", "doomed", "--wait"], None)
         .await?

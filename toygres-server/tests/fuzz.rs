@@ -4,6 +4,7 @@
 //!
 //! Ignored by `cargo test` (it needs schemathesis); `.ci/run` installs schemathesis and runs it:
 //! `TOYGRES_SCHEMATHESIS=/path/to/schemathesis cargo test -p toygres-server --test fuzz -- --ignored --nocapture`.
+//! `TOYGRES_FUZZ_SEED=<seed>` replays the run a failure names.
 
 mod support;
 
@@ -65,6 +66,11 @@ async fn schemathesis_finds_no_server_error() -> TestResult {
         .args(["--workers", "1"])
         .args(["--request-timeout", "40"])
         .args(["--generation-database", "none"])
+        .args(
+            std::env::var("TOYGRES_FUZZ_SEED")
+                .map(|seed| vec!["--seed".to_string(), seed])
+                .unwrap_or_default(),
+        )
         .args(["--report", "json", "--report-json-path"])
         .arg(&report)
         .env("TOYGRES_FUZZ_TOKEN", ADMIN)
@@ -114,10 +120,13 @@ async fn schemathesis_finds_no_server_error() -> TestResult {
     );
     let log = server.log();
     let panics = log.lines().filter(|line| line.contains("panicked")).count();
-    let internal = log
+    let internal: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("internal error"))
-        .count();
+        .collect();
+    for line in internal.iter().take(5) {
+        println!("server: {line}");
+    }
     assert!(server.terminate(), "the server must shut down cleanly");
 
     assert!(
@@ -130,6 +139,10 @@ async fn schemathesis_finds_no_server_error() -> TestResult {
     );
     assert_eq!(failures + errored, 0);
     assert_eq!(panics, 0, "the server panicked during the run");
-    assert_eq!(internal, 0, "the server answered 500 during the run");
+    assert_eq!(
+        internal.len(),
+        0,
+        "the server answered 500 during the run (the first lines above)"
+    );
     Ok(())
 }

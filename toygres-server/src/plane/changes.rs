@@ -201,7 +201,9 @@ impl ControlPlane {
             allowed: vec![instance.state],
             grows_storage_to: storage_gb.map(|gb| i32::try_from(gb).unwrap_or(i32::MAX)),
             unchanged_since: Some(instance.last_operation_id.clone()),
-            needs_server: plan.storage_gb.is_some() || plan.parameters.is_some(),
+            // Even a change of deletion protection alone runs the update workflow, whose input
+            // is the instance's endpoint and roles: an instance that never ran (or is being
+            // upgraded) is refused here rather than accepted with a workflow that cannot start.
             ..Claim::of(OperationKind::Update)
         };
         let record = to_json(&UpdateRecord { plan })?;
