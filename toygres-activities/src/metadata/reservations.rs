@@ -75,9 +75,6 @@ pub struct Claim {
     /// The instance's latest operation when the request was checked: a request planned on what
     /// the instance was applies only if nothing changed it since.
     pub unchanged_since: Option<String>,
-    /// Whether the operation works on the instance's server: it must have run (have an
-    /// endpoint) and have the control plane's roles.
-    pub needs_server: bool,
 }
 
 impl Claim {
@@ -88,7 +85,6 @@ impl Claim {
             allowed: kind.claimable_from().to_vec(),
             grows_storage_to: None,
             unchanged_since: None,
-            needs_server: true,
         }
     }
 
@@ -110,10 +106,12 @@ impl Claim {
                 allowed: self.allowed.clone(),
             });
         }
-        if self.needs_server && (instance.host.is_none() || instance.port.is_none()) {
+        // Every claimed operation works on the instance's server (its workflow's input is the
+        // endpoint and the control plane's roles): it must have run and have those roles.
+        if instance.host.is_none() || instance.port.is_none() {
             return Some(ReserveError::NeverRan);
         }
-        if self.needs_server && !instance.has_control_plane_roles() {
+        if !instance.has_control_plane_roles() {
             return Some(ReserveError::Upgrading);
         }
         match self.grows_storage_to {

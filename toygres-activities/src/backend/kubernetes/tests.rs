@@ -41,6 +41,17 @@ fn backend(client: Client) -> KubernetesBackend {
     KubernetesBackend::new(client, KubernetesConfig::default())
 }
 
+/// A backend that keeps volume claims when instances are deleted.
+fn retaining_backend(client: Client) -> KubernetesBackend {
+    KubernetesBackend::new(
+        client,
+        KubernetesConfig {
+            retain_volumes: true,
+            ..KubernetesConfig::default()
+        },
+    )
+}
+
 fn simulation() -> Simulation {
     Simulation {
         namespace: NS.into(),
@@ -348,13 +359,7 @@ async fn a_leftover_of_an_older_incarnation_is_replaced() -> TestResult {
 #[tokio::test]
 async fn a_retained_volume_of_an_older_incarnation_is_never_the_new_ones() -> TestResult {
     let client = fake().await?;
-    let backend = KubernetesBackend::new(
-        client.clone(),
-        KubernetesConfig {
-            retain_volumes: true,
-            ..KubernetesConfig::default()
-        },
-    );
+    let backend = retaining_backend(client.clone());
     let old = spec("orders-db", Expose::Internal)?;
     backend.deploy(&old).await?;
     tick(&client, &simulation()).await?;
@@ -636,13 +641,7 @@ async fn delete_removes_everything_and_tolerates_absence() -> TestResult {
 #[tokio::test]
 async fn retained_volumes_survive_a_delete() -> TestResult {
     let client = fake().await?;
-    let backend = KubernetesBackend::new(
-        client.clone(),
-        KubernetesConfig {
-            retain_volumes: true,
-            ..KubernetesConfig::default()
-        },
-    );
+    let backend = retaining_backend(client.clone());
     let spec = spec("orders-db", Expose::Internal)?;
     backend.deploy(&spec).await?;
     tick(&client, &simulation()).await?;
