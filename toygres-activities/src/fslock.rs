@@ -31,6 +31,25 @@ impl FileLock {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// The lock on `path` (created when missing) if nobody holds it now.
+    pub fn try_acquire(path: &Path) -> std::io::Result<Option<Self>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a file descriptor we own; LOCK_NB never blocks.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Self { _file: file }));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(error)
+        }
+    }
 }
 
 #[cfg(test)]

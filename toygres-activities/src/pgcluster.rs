@@ -72,6 +72,10 @@ pub enum Bootstrap<'a> {
     /// Trust on the unix socket only, superuser `postgres` (the embedded control-plane
     /// database: no TCP at all).
     TrustSocketOnly,
+    /// A template cluster that instances are copied from: bootstrap superuser
+    /// `toygres_admin` without a password, no listen settings in its `postgresql.conf` (each
+    /// copy's server is told where to listen on its command line).
+    Template,
 }
 
 /// Where the postmaster of a cluster is in its life, as its `postmaster.pid` says (read without
@@ -186,6 +190,7 @@ impl PgCluster {
         let superuser = match bootstrap {
             Bootstrap::Scram { superuser, .. } => superuser,
             Bootstrap::TrustSocketOnly => "postgres",
+            Bootstrap::Template => crate::roles::ADMIN,
         };
         let mut command = self.command_as("initdb", self.init_as);
         command.arg("-D").arg(&scratch).args([
@@ -210,7 +215,7 @@ impl PgCluster {
                     .arg(format!("--pwfile={}", file.path.display()));
                 Some(file)
             }
-            Bootstrap::TrustSocketOnly => {
+            Bootstrap::TrustSocketOnly | Bootstrap::Template => {
                 command.args(["--auth-local=trust", "--auth-host=reject"]);
                 None
             }
@@ -221,7 +226,7 @@ impl PgCluster {
             let _ = remove_dir_if_present(&scratch).await;
             return Err(error);
         }
-        self.append_config(&scratch)?;
+        self.append_config(&scratch, bootstrap != Bootstrap::Template)?;
         if self.run_as != self.init_as {
             self.run_as.hand_over_tree(&scratch)?;
         }
@@ -497,7 +502,9 @@ impl PgCluster {
             .filter(|pid| *pid > 1)
     }
 
-    fn append_config(&self, data_dir: &Path) -> Result<(), ClusterError> {
+    /// Appends Toygres's settings to `postgresql.conf` (with where it listens when
+    /// `with_listen`; the socket folder is made either way).
+    fn append_config(&self, data_dir: &Path, with_listen: bool) -> Result<(), ClusterError> {
         let listen = match &self.listen {
             Listen::Loopback { port, .. } => {
                 format!(
@@ -512,6 +519,7 @@ impl PgCluster {
                 )
             }
         };
+        let listen = if with_listen { listen } else { String::new() };
         let config = format!(
             "\n# Added by toygres (where it listens is also pinned on the postmaster's command line)\n{listen}password_encryption = 'scram-sha-256'\nmax_connections = 100\nshared_buffers = 32MB\nlogging_collector = off\n"
         );

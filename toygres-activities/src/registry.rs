@@ -106,6 +106,7 @@ pub fn create_activity_registry(deps: ActivityDeps) -> ActivityRegistry {
         plan_backups,
         request_backup,
         expire_backups,
+        refill_pool,
     )
     .build()
 }

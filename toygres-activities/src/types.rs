@@ -362,6 +362,10 @@ pub struct StopMonitorOutput {
     pub stopped: bool,
 }
 
+/// Input of `refill-pool`: the size comes from the server that runs it (`TOYGRES_WARM_POOL`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RefillPoolInput {}
+
 /// Input of `prune-history`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneHistoryInput {
@@ -819,6 +823,12 @@ activity_input!(
 );
 
 impl ActivityInput for PlanBackupsInput {
+    fn instance(&self) -> &str {
+        "-"
+    }
+}
+
+impl ActivityInput for RefillPoolInput {
     fn instance(&self) -> &str {
         "-"
     }

@@ -43,3 +43,5 @@ pub const VERIFY_BACKUP: &str = "toygres-orchestrations::orchestration::verify-b
 /// Takes the backups that are due and removes those past retention, forever. Input
 /// [`crate::types::BackupSchedulerInput`]; one per control plane; continues as new.
 pub const BACKUP_SCHEDULER: &str = "toygres-orchestrations::orchestration::backup-scheduler";
+/// The warm pool's refills (one per control plane while the pool is on).
+pub const WARM_POOL: &str = "toygres-orchestrations::orchestration::warm-pool";

@@ -4,7 +4,7 @@ use crate::names;
 use crate::orchestrations::{
     backup_instance, backup_scheduler, create_instance, delete_instance, monitor_instance,
     reconcile_drift, reset_password, restart_instance, start_instance, stop_instance,
-    update_instance, verify_backup,
+    update_instance, verify_backup, warm_pool,
 };
 use duroxide::OrchestrationRegistry;
 
@@ -54,5 +54,6 @@ pub fn create_orchestration_registry() -> OrchestrationRegistry {
         .register_typed(names::BACKUP_INSTANCE, backup_instance::run)
         .register_typed(names::VERIFY_BACKUP, verify_backup::run)
         .register_typed(names::BACKUP_SCHEDULER, backup_scheduler::run)
+        .register_typed(names::WARM_POOL, warm_pool::run)
         .build()
 }

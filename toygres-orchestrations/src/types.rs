@@ -383,6 +383,21 @@ pub struct BackupSchedulerInput {
     pub generation: u64,
 }
 
+/// Input of the warm-pool workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarmPoolInput {
+    /// This workflow's id.
+    pub workflow_id: String,
+    /// Time between refills.
+    pub tick_ms: u64,
+    /// How long one refill may take.
+    pub refill_timeout_ms: u64,
+    /// Refills per execution before it continues as new.
+    pub ticks_per_execution: u32,
+    /// Executions so far.
+    pub generation: u64,
+}
+
 /// What a create restores from, decided when the request was accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestorePlan {

@@ -21,6 +21,7 @@ pub mod observe_instance;
 pub mod plan_backups;
 pub mod prune_history;
 pub mod record_verification;
+pub mod refill_pool;
 pub mod remove_orphan;
 pub mod request_backup;
 pub mod resize_storage;

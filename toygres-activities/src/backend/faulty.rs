@@ -293,6 +293,10 @@ impl Backend for FaultyBackend {
         self.inner.backups()
     }
 
+    fn warm_pool(&self) -> Option<&dyn super::WarmPool> {
+        self.inner.warm_pool()
+    }
+
     async fn deploy_restored(
         &self,
         spec: &DeploySpec,

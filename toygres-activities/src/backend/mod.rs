@@ -263,6 +263,30 @@ impl std::fmt::Display for MissingPermission {
 }
 
 /// A place where PostgreSQL instances run. Every method is idempotent.
+/// What a refill of the warm pool did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolReport {
+    /// The configured size per version (0: the pool is off, and now empty).
+    pub per_version: usize,
+    /// Ready clusters the pool holds, over all versions.
+    pub ready: usize,
+    /// Clusters made by this refill.
+    pub made: usize,
+    /// Clusters removed (left by a crash, dead, or beyond the configured size).
+    pub removed: usize,
+}
+
+/// A pool of started clusters waiting for creates ([`Backend::warm_pool`]).
+#[async_trait]
+pub trait WarmPool: Send + Sync {
+    /// How many clusters per version the pool keeps.
+    fn size(&self) -> usize;
+    /// Tops the pool up to its size per version, or trims it, after removing leftovers.
+    async fn refill(&self) -> Result<PoolReport, BackendError>;
+    /// Stops and removes every pooled cluster; returns how many.
+    async fn drain(&self) -> Result<usize, BackendError>;
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The backend's wire name (`local`, `kubernetes`).
@@ -382,6 +406,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The backups this backend runs for its instances (`None`: it runs none, and backups,
     /// verifies and restores are refused as [`BackendError::Unsupported`]).
     fn backups(&self) -> Option<&dyn crate::backup::agent::InstanceBackups> {
+        None
+    }
+
+    /// The warm pool of started, unassigned clusters this backend keeps (`None`: it keeps
+    /// none).
+    fn warm_pool(&self) -> Option<&dyn WarmPool> {
         None
     }
 

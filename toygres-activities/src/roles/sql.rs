@@ -18,6 +18,24 @@ pub(crate) fn literal(value: &str) -> String {
 /// The statements (run in one transaction, as a superuser, in database `postgres`) that make
 /// the three roles what [`super`] says, with fresh SCRAM verifiers of `passwords`.
 pub(crate) fn configure(major: u32, passwords: &RolePasswords) -> Vec<String> {
+    role_statements(major, Some(passwords))
+}
+
+/// The same statements for a template cluster: the roles as [`configure`] makes them, with no
+/// password at all (nobody can log in with one until a copy gets its own).
+pub(crate) fn template(major: u32) -> Vec<String> {
+    role_statements(major, None)
+}
+
+/// `PASSWORD '<verifier>'` of `password`, or `PASSWORD NULL`.
+fn password_clause(password: Option<&str>) -> String {
+    match password {
+        Some(password) => format!("PASSWORD {}", literal(&scram_verifier(password))),
+        None => "PASSWORD NULL".into(),
+    }
+}
+
+fn role_statements(major: u32, passwords: Option<&RolePasswords>) -> Vec<String> {
     let server_roles = SERVER_ACCESS_ROLES
         .iter()
         .map(|role| literal(role))
@@ -33,17 +51,17 @@ pub(crate) fn configure(major: u32, passwords: &RolePasswords) -> Vec<String> {
             monitor = literal(MONITOR),
         ),
         format!(
-            "ALTER ROLE {OWNER} WITH LOGIN NOSUPERUSER CREATEDB CREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {}",
-            literal(&scram_verifier(&passwords.owner))
+            "ALTER ROLE {OWNER} WITH LOGIN NOSUPERUSER CREATEDB CREATEROLE NOREPLICATION NOBYPASSRLS INHERIT {}",
+            password_clause(passwords.map(|p| p.owner.as_str()))
         ),
         format!(
-            "ALTER ROLE {MONITOR} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT 5 PASSWORD {}",
-            literal(&scram_verifier(&passwords.monitor))
+            "ALTER ROLE {MONITOR} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT 5 {}",
+            password_clause(passwords.map(|p| p.monitor.as_str()))
         ),
         format!("GRANT pg_monitor TO {MONITOR}"),
         format!(
-            "ALTER ROLE {ADMIN} WITH LOGIN SUPERUSER PASSWORD {}",
-            literal(&scram_verifier(&passwords.admin))
+            "ALTER ROLE {ADMIN} WITH LOGIN SUPERUSER {}",
+            password_clause(passwords.map(|p| p.admin.as_str()))
         ),
         format!("ALTER DATABASE postgres OWNER TO {OWNER}"),
         // Nobody but superusers holds the roles that reach the server's files or programs.

@@ -12,3 +12,4 @@ pub mod start_instance;
 pub mod stop_instance;
 pub mod update_instance;
 pub mod verify_backup;
+pub mod warm_pool;

@@ -98,6 +98,7 @@ pub async fn reconcile(
         ensure_monitors(plane, include_recent, &mut report).await?;
         ensure_drift_reconciler(plane).await?;
         ensure_backup_scheduler(plane).await?;
+        ensure_warm_pool(plane).await?;
     }
     Ok(report)
 }
@@ -237,6 +238,37 @@ async fn claim_singleton(
             }
         },
     })
+}
+
+/// The singleton role of the warm pool's workflow.
+const POOL_ROLE: &str = "warm-pool";
+
+/// Makes sure the one warm-pool workflow runs (when this server keeps a pool); returns the id
+/// it started, if any.
+pub async fn ensure_warm_pool(plane: &ControlPlane) -> anyhow::Result<Option<String>> {
+    if !plane
+        .backend
+        .warm_pool()
+        .is_some_and(|pool| pool.size() > 0)
+    {
+        return Ok(None);
+    }
+    let Some(id) = claim_singleton(plane, POOL_ROLE, "toygres-warm-pool").await? else {
+        return Ok(None);
+    };
+    let input = toygres_orchestrations::types::WarmPoolInput {
+        workflow_id: id.clone(),
+        tick_ms: 500,
+        refill_timeout_ms: 300_000,
+        ticks_per_execution: 50,
+        generation: 0,
+    };
+    plane
+        .client
+        .start_orchestration_typed(&id, toygres_orchestrations::names::WARM_POOL, input)
+        .await?;
+    tracing::info!(workflow_id = %id, "started the warm pool's refills");
+    Ok(Some(id))
 }
 
 /// Makes sure the one reconcile-drift workflow runs; returns the id it started, if any.

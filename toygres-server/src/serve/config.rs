@@ -71,6 +71,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TOYGRES_PORT_RANGE", default_value = "15432-15999", value_parser = parse_port_range)]
     pub port_range: RangeInclusive<u16>,
 
+    /// Local backend: how many started copies of each version's template wait in the warm
+    /// pool for creates (0: none; creates copy the template and start it).
+    #[arg(long, env = "TOYGRES_WARM_POOL", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub warm_pool: u16,
+
     /// How long a new instance may take to accept connections, in seconds.
     #[arg(long, env = "TOYGRES_READY_TIMEOUT_SECS", default_value_t = 120)]
     pub ready_timeout_secs: u64,

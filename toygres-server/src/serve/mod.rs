@@ -113,6 +113,22 @@ async fn run_with_database(
                     LocalBackend::new(local_config)?
                 }
             };
+            local.set_warm_pool(usize::from(config.warm_pool));
+            if config.warm_pool == 0 {
+                // Turned off (or never on): whatever an earlier run pooled goes.
+                match local.drain_pool().await {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(removed, "the warm pool is off: removed its clusters")
+                    }
+                    Err(error) => tracing::warn!(%error, "could not empty the warm pool"),
+                }
+            } else {
+                tracing::info!(
+                    per_version = config.warm_pool,
+                    "a warm pool of started clusters waits for creates"
+                );
+            }
             for (name, outcome) in local.resume_all().await {
                 match outcome {
                     Ok(true) => tracing::info!(instance = %name, "restarted a local instance"),
@@ -280,6 +296,13 @@ async fn run_with_database(
     tracing::info!("shutting down");
     periodic.abort();
     workflows.shutdown(Duration::from_secs(5)).await;
+    // Pooled clusters are not instances: none outlives the server (the next start refills).
+    if let Some(pool) = backend.warm_pool().filter(|pool| pool.size() > 0) {
+        match pool.drain().await {
+            Ok(removed) => tracing::info!(removed, "emptied the warm pool"),
+            Err(error) => tracing::warn!(%error, "could not empty the warm pool"),
+        }
+    }
     Ok(())
 }
 

@@ -170,6 +170,7 @@ impl Drop for Workspace {
                 })
             {
                 delete_all(&backend).await;
+                let _ = backend.drain_pool().await;
             }
             let _ = EmbeddedPostgres::stop_in(&controlplane, None).await;
         });

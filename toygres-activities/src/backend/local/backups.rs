@@ -51,8 +51,20 @@ pub(super) fn prepare_repository(
     Ok(())
 }
 
+/// The settings a server archiving with `command` (the segment's path appended) is pinned to.
+pub(super) fn archive_pins(settings: &BackupSettings, command: &str) -> Vec<(String, String)> {
+    vec![
+        ("archive_mode".into(), "on".into()),
+        ("archive_command".into(), format!("{command} %p")),
+        (
+            "archive_timeout".into(),
+            settings.archive_timeout_secs.max(1).to_string(),
+        ),
+    ]
+}
+
 /// `value` as one single-quoted word of a shell command.
-fn shell_word(value: &str) -> String {
+pub(super) fn shell_word(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
@@ -84,23 +96,33 @@ impl LocalBackend {
         let Some(settings) = &self.inner.backups else {
             return Vec::new();
         };
-        let command = [
-            settings.binary.display().to_string(),
+        let command = if marker.port_keyed {
+            // Fixed when the server started in the pool, before it had a name: a script of
+            // its port's, which the claim points at the instance's stanza.
+            self.port_keyed_archive_command(marker.port)
+        } else {
+            self.archive_push_words(name, marker)
+                .iter()
+                .map(|word| shell_word(word))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        archive_pins(settings, &command)
+    }
+
+    /// The words of the `archive-push` command of instance `name` (before the segment's path).
+    pub(super) fn archive_push_words(&self, name: &InstanceName, marker: &Marker) -> Vec<String> {
+        let binary = self
+            .inner
+            .backups
+            .as_ref()
+            .map(|settings| settings.binary.display().to_string())
+            .unwrap_or_default();
+        vec![
+            binary,
             format!("--config={}", self.config_path(name).display()),
             format!("--stanza={}", marker.uid),
             "archive-push".into(),
-        ]
-        .iter()
-        .map(|word| shell_word(word))
-        .collect::<Vec<_>>()
-        .join(" ");
-        vec![
-            ("archive_mode".into(), "on".into()),
-            ("archive_command".into(), format!("{command} %p")),
-            (
-                "archive_timeout".into(),
-                settings.archive_timeout_secs.max(1).to_string(),
-            ),
         ]
     }
 

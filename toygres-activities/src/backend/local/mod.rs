@@ -18,8 +18,11 @@
 mod backup_tests;
 mod backups;
 pub mod binaries;
+mod credentials;
+mod pool;
 mod ports;
 mod restore;
+mod template;
 
 pub use binaries::PgBinaries;
 
@@ -29,8 +32,7 @@ use super::{
 };
 use crate::fslock::FileLock;
 use crate::pgcluster::{
-    Bootstrap, ClusterError, ClusterStatus, Listen, PgCluster, PostmasterState,
-    remove_dir_if_present,
+    ClusterError, ClusterStatus, Listen, PgCluster, PostmasterState, remove_dir_if_present,
 };
 use crate::privilege::{self, RunAs};
 use crate::validation::InstanceName;
@@ -91,6 +93,14 @@ struct Marker {
     /// Owner parameters that take effect at a start, passed on the postmaster's command line.
     #[serde(default)]
     parameters: BTreeMap<String, String>,
+    /// A copy of a template that has no password yet: its server lets in only the control
+    /// plane, over its private socket ([`credentials`]).
+    #[serde(default)]
+    awaiting_credentials: bool,
+    /// Started in the warm pool, before it had a name: its server's `pg_hba.conf` and archive
+    /// command live in a folder named by its port ([`pool`]).
+    #[serde(default)]
+    port_keyed: bool,
 }
 
 /// Runs each instance as a `postgres` process on this machine.
@@ -112,6 +122,10 @@ struct Inner {
     backups: Option<crate::backup::BackupSettings>,
     /// The postmasters (port, pid) whose archive timer was started ([`LocalBackend::start_archive_timer`]).
     archive_timers: std::sync::Mutex<std::collections::HashSet<(u16, i32)>>,
+    /// The template data dir of each major version, once known ([`template`]).
+    templates: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
+    /// How many started copies of each version's template wait in the warm pool ([`pool`]).
+    warm_pool: std::sync::atomic::AtomicUsize,
 }
 
 impl LocalBackend {
@@ -160,6 +174,8 @@ impl LocalBackend {
                 port_lock: tokio::sync::Mutex::new(()),
                 backups,
                 archive_timers: Default::default(),
+                templates: Default::default(),
+                warm_pool: Default::default(),
             }),
         })
     }
@@ -193,7 +209,9 @@ impl LocalBackend {
                     return Ok(false);
                 }
                 match cluster.status().await.map_err(transient)? {
-                    ClusterStatus::Stopped => self.launch(&name, &cluster).await.map(|_| true),
+                    ClusterStatus::Stopped => {
+                        self.launch(&name, &marker, &cluster).await.map(|_| true)
+                    }
                     _ => Ok(false),
                 }
             }
@@ -271,18 +289,18 @@ impl LocalBackend {
                 ))
             })?;
         let dir = self.instance_dir(name);
-        let archiving = self.inner.backups.is_some();
         Ok(PgCluster {
             bin_dir: bin_dir.to_path_buf(),
             data_dir: dir.join("data"),
             log_file: dir.join("postgres.log"),
+            // A private socket for the control plane (first credentials, pgBackRest).
             listen: Listen::Loopback {
                 port: marker.port,
-                socket_dir: archiving.then(|| self.socket_dir(name)),
+                socket_dir: Some(self.socket_dir(name)),
             },
             run_as: self.instance_user(marker.port).await?,
             init_as: self.inner.run_as,
-            hba_file: Some(dir.join(HBA_FILE)),
+            hba_file: Some(self.hba_path(name, marker)),
             settings: marker.parameters.clone(),
             pinned: self.archive_settings(name, marker),
         })
@@ -329,8 +347,13 @@ impl LocalBackend {
     }
 
     /// Writes the instance's `pg_hba.conf` and starts its postmaster.
-    async fn launch(&self, name: &InstanceName, cluster: &PgCluster) -> Result<(), BackendError> {
-        self.write_hba(name)?;
+    async fn launch(
+        &self,
+        name: &InstanceName,
+        marker: &Marker,
+        cluster: &PgCluster,
+    ) -> Result<(), BackendError> {
+        self.write_hba(name, marker)?;
         self.prepare_socket_dir(cluster)?;
         cluster.start().await.map_err(transient)
     }
@@ -347,12 +370,24 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Where the server of instance `name` reads its `pg_hba.conf`: in its folder, or (born
+    /// in the warm pool) in the folder of its port.
+    fn hba_path(&self, name: &InstanceName, marker: &Marker) -> PathBuf {
+        if marker.port_keyed {
+            self.port_folder(marker.port).join(HBA_FILE)
+        } else {
+            self.instance_dir(name).join(HBA_FILE)
+        }
+    }
+
     /// Writes the instance's `pg_hba.conf` (Toygres's, whatever was there).
-    fn write_hba(&self, name: &InstanceName) -> Result<(), BackendError> {
+    fn write_hba(&self, name: &InstanceName, marker: &Marker) -> Result<(), BackendError> {
+        let path = self.hba_path(name, marker);
+        let folder = path.parent().unwrap_or(&self.inner.root);
         write_file_atomically(
-            &self.instance_dir(name),
+            folder,
             HBA_FILE,
-            HBA_RULES.as_bytes(),
+            credentials::hba_rules(marker).as_bytes(),
             0o644,
         )
     }
@@ -379,6 +414,8 @@ impl LocalBackend {
             port,
             stopped: false,
             parameters: BTreeMap::new(),
+            awaiting_credentials: false,
+            port_keyed: false,
         };
         let dir = self.instance_dir(&spec.name);
         std::fs::create_dir_all(&dir).map_err(transient)?;
@@ -388,7 +425,7 @@ impl LocalBackend {
     }
 
     async fn claimed_ports(&self) -> HashSet<u16> {
-        let mut ports = HashSet::new();
+        let mut ports = self.pooled_ports();
         for owned in self.list_owned().await.unwrap_or_default() {
             if let Ok(Some(marker)) = self.read_marker(&owned.name) {
                 ports.insert(marker.port);
@@ -416,6 +453,11 @@ impl LocalBackend {
                 .await
                 .map_err(transient)?;
             self.keep_backups_in_vault(&marker.uid)?;
+            if marker.port_keyed {
+                remove_dir_if_present(&self.port_folder(marker.port))
+                    .await
+                    .map_err(transient)?;
+            }
         }
         let socket_dir = self.socket_dir(name);
         if crate::socket_dir::is_detached(&dir, &socket_dir) {
@@ -475,33 +517,45 @@ impl Backend for LocalBackend {
         }
         let _guard = self.lock(&spec.name).await?;
         let existing = self.read_marker(&spec.name)?;
-        let (marker, mut outcome) = match existing {
+        let (mut marker, mut outcome) = match existing {
             Some(marker) if marker.uid == spec.uid => (marker, DeployOutcome::Adopted),
             Some(_) => {
                 // A leftover of an older instance with this name: it is not ours to adopt.
                 self.remove(&spec.name).await?;
-                (self.claim(spec).await?, DeployOutcome::Created)
+                (self.claim_new(spec).await?, DeployOutcome::Created)
             }
             None => {
                 // A folder without a marker is a leftover of a claim that crashed early.
                 remove_dir_if_present(&self.instance_dir(&spec.name))
                     .await
                     .map_err(transient)?;
-                (self.claim(spec).await?, DeployOutcome::Created)
+                (self.claim_new(spec).await?, DeployOutcome::Created)
             }
         };
         let cluster = self.cluster(&spec.name, &marker).await?;
         self.secure_layout(&spec.name, &cluster).await?;
-        let bootstrap = Bootstrap::Scram {
-            superuser: &spec.superuser,
-            password_verifier: &spec.superuser_verifier,
-        };
-        if cluster.init(bootstrap).await.map_err(transient)? {
+        if !cluster.data_dir.join("PG_VERSION").exists() {
+            // A copy of the template, without passwords until the server is up.
+            if !marker.awaiting_credentials {
+                marker.awaiting_credentials = true;
+                self.write_marker(&spec.name, &marker)?;
+            }
+            self.copy_template(&spec.postgres_version, &cluster.data_dir, cluster.run_as)
+                .await?;
             outcome = DeployOutcome::Created;
         }
         // The stanza exists before the server archives its first segment.
         self.prepare_stanza(&spec.name, &marker, &cluster).await?;
-        self.launch(&spec.name, &cluster).await?;
+        self.write_archive_script(&spec.name, &marker)?;
+        let was_running = cluster.postmaster_state() != PostmasterState::Down;
+        self.launch(&spec.name, &marker, &cluster).await?;
+        if marker.awaiting_credentials {
+            self.set_first_credentials(&spec.name, &mut marker, &cluster, &spec.superuser_verifier)
+                .await?;
+        } else if was_running {
+            // An earlier attempt may have written the real rules without the server reading them.
+            self.apply_hba(&cluster, marker.port).await?;
+        }
         Ok(outcome)
     }
 
@@ -526,7 +580,7 @@ impl Backend for LocalBackend {
                 let detail = cluster
                     .last_log_line()
                     .unwrap_or_else(|| "postgres is not running".into());
-                self.launch(name, &cluster).await?;
+                self.launch(name, &marker, &cluster).await?;
                 Ok(Readiness::NotReady(format!(
                     "restarted; last log line: {detail}"
                 )))
@@ -606,6 +660,8 @@ impl Backend for LocalBackend {
     async fn delete(&self, instance: InstanceRef<'_>, uid: &str) -> Result<(), BackendError> {
         let name = instance.name;
         let _guard = self.lock(name).await?;
+        // A claim of a pooled cluster that crashed before it was moved into place.
+        self.release_pool_claim(uid).await?;
         match self.read_marker(name)? {
             // Another incarnation of the name lives here now: nothing of `uid` is left.
             Some(marker) if marker.uid != uid => Ok(()),
@@ -659,7 +715,7 @@ impl Backend for LocalBackend {
         }
         let cluster = self.cluster(name, &marker).await?;
         self.secure_layout(name, &cluster).await?;
-        self.launch(name, &cluster).await
+        self.launch(name, &marker, &cluster).await
     }
 
     async fn restart(
@@ -684,7 +740,7 @@ impl Backend for LocalBackend {
             self.write_marker(name, &marker)?;
         }
         let cluster = self.cluster(name, &marker).await?;
-        self.write_hba(name)?;
+        self.write_hba(name, &marker)?;
         self.prepare_socket_dir(&cluster)?;
         // Waits until it accepts connections or exits: a server that cannot start with its
         // settings is reported at once (with its log's reason), not at the ready deadline.
@@ -701,6 +757,10 @@ impl Backend for LocalBackend {
                 ))),
                 other => Err(transient(other)),
             })
+    }
+
+    fn warm_pool(&self) -> Option<&dyn super::WarmPool> {
+        Some(self as &dyn super::WarmPool)
     }
 
     fn backups(&self) -> Option<&dyn crate::backup::agent::InstanceBackups> {
@@ -742,6 +802,13 @@ fn refuse_namespace(spec: &DeploySpec) -> Result<(), BackendError> {
             "the local backend has no namespaces (asked for {other}; its one is {DEFAULT_NAMESPACE})"
         ))),
     }
+}
+
+/// A short suffix that differs between calls in one process.
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn transient(error: impl std::fmt::Display) -> BackendError {

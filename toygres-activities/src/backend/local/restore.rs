@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The port of scratch clusters (socket only: no TCP port is taken).
-const SCRATCH_PORT: u16 = 5432;
+pub(super) const SCRATCH_PORT: u16 = 5432;
 /// Where verifies recover their scratch clusters.
 const VERIFY_WORK: &str = ".verify";
 
@@ -81,7 +81,7 @@ pub(super) async fn commit_marker(
 }
 
 /// A session as `toygres_admin` over the unix socket in `socket_dir`.
-async fn connect(
+pub(super) async fn connect(
     socket_dir: &Path,
     port: u16,
     password: Option<&str>,
@@ -232,7 +232,7 @@ impl LocalBackend {
             outcome = DeployOutcome::Created;
         }
         self.prepare_stanza(&spec.name, &marker, &cluster).await?;
-        self.launch(&spec.name, &cluster).await?;
+        self.launch(&spec.name, &marker, &cluster).await?;
         Ok(outcome)
     }
 
