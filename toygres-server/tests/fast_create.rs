@@ -312,6 +312,20 @@ async fn the_warm_pool_hands_out_started_clusters_and_refills() -> TestResult {
         Some(2),
         "{listed}"
     );
+    // A pooled instance archives to its own stanza (a backup waits for its WAL) and restarts.
+    succeeded(
+        &server,
+        server
+            .post("/instances/pooled-1/backups", &json!({"type": "full"}))
+            .await?,
+    )
+    .await?;
+    succeeded(&server, server.post_empty("/instances/pooled-1/restart").await?).await?;
+    assert_eq!(port_of(&server, "pooled-1").await?, first);
+    assert_eq!(
+        psql(first, "postgres", "pooled-password-1", "SELECT count(*) FROM only_first")?,
+        "0"
+    );
 
     // A graceful stop removes the pool; the instances outlive the server.
     let remaining = pool_of(&instances, 2).await?;

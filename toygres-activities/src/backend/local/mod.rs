@@ -20,6 +20,8 @@ mod backups;
 pub mod binaries;
 mod credentials;
 mod pool;
+#[cfg(test)]
+mod pool_tests;
 mod ports;
 mod restore;
 mod template;
@@ -540,8 +542,13 @@ impl Backend for LocalBackend {
                 marker.awaiting_credentials = true;
                 self.write_marker(&spec.name, &marker)?;
             }
-            self.copy_template(&spec.postgres_version, &cluster.data_dir, cluster.run_as)
-                .await?;
+            self.copy_template(
+                &spec.postgres_version,
+                &cluster.data_dir,
+                marker.port,
+                cluster.run_as,
+            )
+            .await?;
             outcome = DeployOutcome::Created;
         }
         // The stanza exists before the server archives its first segment.

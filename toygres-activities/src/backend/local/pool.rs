@@ -482,7 +482,7 @@ impl LocalBackend {
                  echo 'toygres: not an instance yet; nothing is archived' >&2\nexit 1\n",
             )?;
         }
-        self.copy_template(version, &cluster.data_dir, cluster.run_as)
+        self.copy_template(version, &cluster.data_dir, slot.port, cluster.run_as)
             .await?;
         self.prepare_socket_dir(&cluster)?;
         cluster.start().await.map_err(transient)?;

@@ -30,9 +30,6 @@ pub(super) const TEMPLATES: &str = ".templates";
 const READY: &str = "ready";
 /// How long making a template may take to start and stop its server.
 const TEMPLATE_START: Duration = Duration::from_secs(60);
-/// The `pg_hba.conf` left in a template's (and so every copy's) data dir: Toygres always points
-/// the server at a file of its own, and this one lets nobody in should that ever not be so.
-const UNUSED_HBA: &str = "# Not used: toygres gives every server its own pg_hba.conf (hba_file).\n";
 
 impl LocalBackend {
     /// The data dir of the template of major `version`, made when missing (once per build of
@@ -44,6 +41,8 @@ impl LocalBackend {
             .lock()
             .ok()
             .and_then(|known| known.get(version).cloned())
+            // Still there (someone may have removed it to have it remade).
+            .filter(|data| data.with_file_name(READY).exists())
         {
             return Ok(known);
         }
@@ -112,7 +111,10 @@ impl LocalBackend {
         let configured = self.configure_template(version, &cluster).await;
         cluster.stop().await.map_err(transient)?;
         configured?;
-        std::fs::write(cluster.data_dir.join("pg_hba.conf"), UNUSED_HBA).map_err(transient)?;
+        // What a server started by hand (without Toygres's command line) uses: the rules of
+        // every instance, as initdb with scram-sha-256 would have written them.
+        std::fs::write(cluster.data_dir.join("pg_hba.conf"), super::HBA_RULES)
+            .map_err(transient)?;
         remove_dir_if_present(&socket_dir_for(folder))
             .await
             .map_err(transient)?;
@@ -164,12 +166,14 @@ impl LocalBackend {
         }
     }
 
-    /// Copies the template of `version` into `target` (which must not exist): through a scratch
-    /// folder beside it, flushed to disk, handed to `owner` and renamed into place.
+    /// Copies the template of `version` into `target` (which must not exist) for a server on
+    /// `port`: through a scratch folder beside it, with the port in its `postgresql.conf` (the
+    /// command line says it too), flushed to disk, handed to `owner` and renamed into place.
     pub(super) async fn copy_template(
         &self,
         version: &str,
         target: &Path,
+        port: u16,
         owner: privilege::RunAs,
     ) -> Result<(), BackendError> {
         let template = self.template(version).await?;
@@ -183,6 +187,7 @@ impl LocalBackend {
             let scratch = scratch.clone();
             tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
                 copy_tree(&template, &scratch)?;
+                append_listen(&scratch, port)?;
                 sync_file_system(&scratch)
             })
             .await
@@ -237,6 +242,18 @@ fn build_digest(bin_dir: &Path) -> Result<String, BackendError> {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect())
+}
+
+/// Appends where a copy listens to its `postgresql.conf` (as initdb's copies had it).
+fn append_listen(data_dir: &Path, port: u16) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data_dir.join("postgresql.conf"))?;
+    write!(
+        file,
+        "# This copy's (also pinned on the postmaster's command line)\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\n"
+    )
 }
 
 /// Removes scratch copies an interrupted copy into `target` left beside it.
