@@ -320,10 +320,19 @@ async fn the_warm_pool_hands_out_started_clusters_and_refills() -> TestResult {
             .await?,
     )
     .await?;
-    succeeded(&server, server.post_empty("/instances/pooled-1/restart").await?).await?;
+    succeeded(
+        &server,
+        server.post_empty("/instances/pooled-1/restart").await?,
+    )
+    .await?;
     assert_eq!(port_of(&server, "pooled-1").await?, first);
     assert_eq!(
-        psql(first, "postgres", "pooled-password-1", "SELECT count(*) FROM only_first")?,
+        psql(
+            first,
+            "postgres",
+            "pooled-password-1",
+            "SELECT count(*) FROM only_first"
+        )?,
         "0"
     );
 

@@ -38,26 +38,26 @@ pub(super) fn hba_rules(marker: &Marker) -> &'static str {
 }
 
 impl LocalBackend {
-    /// Gives a copied instance its `toygres_admin` password (`verifier`, a SCRAM verifier) and
-    /// its real rules; the caller holds the instance's lock and has started its server.
-    /// Idempotent: until the marker records it, the password is set again.
+    /// Gives a copied instance's bootstrap superuser `superuser` its password (`verifier`, a
+    /// SCRAM verifier) and the instance its real rules; the caller holds the instance's lock
+    /// and has started its server. Idempotent: until the marker records it, the password is
+    /// set again.
     pub(super) async fn set_first_credentials(
         &self,
         name: &InstanceName,
         marker: &mut Marker,
         cluster: &PgCluster,
+        superuser: &str,
         verifier: &str,
     ) -> Result<(), BackendError> {
+        let statement = first_password(superuser, verifier)?;
         let socket_dir = socket_of(cluster)?;
         wait_accepting(cluster, START_LIMIT).await?;
         let client = super::restore::connect(socket_dir, marker.port, None)
             .await
             .map_err(|error| transient(format!("setting the first password: {error}")))?;
         client
-            .batch_execute(&format!(
-                "ALTER ROLE {ADMIN} PASSWORD {}",
-                crate::roles::sql::literal(verifier)
-            ))
+            .batch_execute(&statement)
             .await
             .map_err(|error| transient(format!("setting the first password: {error}")))?;
         drop(client);
@@ -98,6 +98,19 @@ impl LocalBackend {
             tokio::time::sleep(CHECK_EVERY).await;
         }
     }
+}
+
+/// The statement that gives `toygres_admin`, a copy's bootstrap superuser, its password.
+fn first_password(superuser: &str, verifier: &str) -> Result<String, BackendError> {
+    if superuser != ADMIN {
+        return Err(BackendError::Permanent(format!(
+            "a template copy's bootstrap superuser is {ADMIN}, not {superuser}"
+        )));
+    }
+    Ok(format!(
+        "ALTER ROLE {ADMIN} PASSWORD {}",
+        crate::roles::sql::literal(verifier)
+    ))
 }
 
 /// The private socket folder of a local instance's cluster.

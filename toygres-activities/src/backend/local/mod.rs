@@ -34,7 +34,8 @@ use super::{
 };
 use crate::fslock::FileLock;
 use crate::pgcluster::{
-    ClusterError, ClusterStatus, Listen, PgCluster, PostmasterState, remove_dir_if_present,
+    Bootstrap, ClusterError, ClusterStatus, Listen, PgCluster, PostmasterState,
+    remove_dir_if_present,
 };
 use crate::privilege::{self, RunAs};
 use crate::validation::InstanceName;
@@ -345,6 +346,10 @@ impl LocalBackend {
             .run_as
             .hand_over_tree(&cluster.data_dir)
             .map_err(permanent)?;
+        // The old identity's socket folder goes; the next start makes it the new one's.
+        remove_dir_if_present(&self.socket_dir(name))
+            .await
+            .map_err(transient)?;
         Ok(())
     }
 
@@ -536,7 +541,16 @@ impl Backend for LocalBackend {
         };
         let cluster = self.cluster(&spec.name, &marker).await?;
         self.secure_layout(&spec.name, &cluster).await?;
-        if !cluster.data_dir.join("PG_VERSION").exists() {
+        if !cluster.data_dir.join("PG_VERSION").exists() && spec.superuser != crate::roles::ADMIN {
+            // A create started before the control plane had roles: its owner is the bootstrap
+            // superuser, as initdb makes it (the roles' conversion relies on that).
+            let bootstrap = Bootstrap::Scram {
+                superuser: &spec.superuser,
+                password_verifier: &spec.superuser_verifier,
+            };
+            cluster.init(bootstrap).await.map_err(transient)?;
+            outcome = DeployOutcome::Created;
+        } else if !cluster.data_dir.join("PG_VERSION").exists() {
             // A copy of the template, without passwords until the server is up.
             if !marker.awaiting_credentials {
                 marker.awaiting_credentials = true;
@@ -557,8 +571,14 @@ impl Backend for LocalBackend {
         let was_running = cluster.postmaster_state() != PostmasterState::Down;
         self.launch(&spec.name, &marker, &cluster).await?;
         if marker.awaiting_credentials {
-            self.set_first_credentials(&spec.name, &mut marker, &cluster, &spec.superuser_verifier)
-                .await?;
+            self.set_first_credentials(
+                &spec.name,
+                &mut marker,
+                &cluster,
+                &spec.superuser,
+                &spec.superuser_verifier,
+            )
+            .await?;
         } else if was_running {
             // An earlier attempt may have written the real rules without the server reading them.
             self.apply_hba(&cluster, marker.port).await?;

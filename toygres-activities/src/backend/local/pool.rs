@@ -182,8 +182,12 @@ impl LocalBackend {
     /// for this very create left named after it.
     async fn take_from_pool(&self, spec: &DeploySpec) -> Result<Option<Marker>, BackendError> {
         let target = self.instance_dir(&spec.name);
-        // The socket moves with the folder only when it lives inside it.
-        if is_detached(&target, &socket_dir_for(&target)) || !self.pool_dir().exists() {
+        // The socket moves with the folder only when it lives inside it; a create from before
+        // the control plane's roles makes its cluster with initdb.
+        if is_detached(&target, &socket_dir_for(&target))
+            || !self.pool_dir().exists()
+            || spec.superuser != crate::roles::ADMIN
+        {
             return Ok(None);
         }
         // Port choices see a slot either in the pool or as the instance, never neither.

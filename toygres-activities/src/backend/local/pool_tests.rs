@@ -29,7 +29,9 @@ fn spec(name: &str, uid: &str) -> Result<DeploySpec, Box<dyn std::error::Error +
 }
 
 /// The one unclaimed slot folder of the pool, and its port.
-fn only_slot(backend: &LocalBackend) -> Result<(PathBuf, u16), Box<dyn std::error::Error + Send + Sync>> {
+fn only_slot(
+    backend: &LocalBackend,
+) -> Result<(PathBuf, u16), Box<dyn std::error::Error + Send + Sync>> {
     let mut free: Vec<(PathBuf, u16)> = std::fs::read_dir(backend.root().join(".pool"))?
         .flatten()
         .filter(|entry| entry.path().is_dir() && !entry.path().join(MARKER).exists())
@@ -70,11 +72,8 @@ async fn port_of(backend: &LocalBackend, spec: &DeploySpec) -> Result<u16, Backe
 }
 
 fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(300),
-    )
-    .is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
+        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +82,10 @@ async fn an_interrupted_claim_goes_to_its_own_create_only() -> TestResult {
     let backend = LocalBackend::new(LocalConfig {
         root: dir.path().join("instances"),
         bin_dir: None,
-        ports: crate::testkit::port_range_for("an_interrupted_claim_goes_to_its_own_create_only", 10),
+        ports: crate::testkit::port_range_for(
+            "an_interrupted_claim_goes_to_its_own_create_only",
+            10,
+        ),
     })?;
     backend.set_warm_pool(1);
     let report = backend.refill_pool().await?;
