@@ -78,8 +78,8 @@ impl LocalBackend {
     }
 
     /// The folder of instance `name`'s unix socket (see [`crate::socket_dir`]).
-    pub(super) fn socket_dir(&self, name: &InstanceName) -> PathBuf {
-        socket_dir_for(&self.instance_dir(name))
+    pub(super) fn socket_dir(&self, name: &InstanceName, marker: &Marker) -> PathBuf {
+        socket_dir_for(&self.home(name, marker))
     }
 
     fn config_path(&self, name: &InstanceName) -> PathBuf {
@@ -150,8 +150,8 @@ impl LocalBackend {
     fn stanza_config(&self, name: &InstanceName, marker: &Marker) -> StanzaConfig {
         StanzaConfig {
             stanza: marker.uid.clone(),
-            pg_path: self.data_dir(name),
-            socket: Some((self.socket_dir(name), marker.port)),
+            pg_path: self.home(name, marker).join("data"),
+            socket: Some((self.socket_dir(name, marker), marker.port)),
             work_dir: self.instance_dir(name).join(WORK),
         }
     }
@@ -417,8 +417,12 @@ impl InstanceBackups for LocalBackend {
             .ok_or_else(|| BackupError::Io(format!("instance {name} ({uid}) is not deployed")))?;
         // A commit now: a point-in-time restore up to this moment finds a transaction to stop
         // after, instead of failing with "recovery ended before the target was reached".
-        super::restore::commit_marker(&self.socket_dir(name), marker.port, Some(admin_password))
-            .await?;
+        super::restore::commit_marker(
+            &self.socket_dir(name, &marker),
+            marker.port,
+            Some(admin_password),
+        )
+        .await?;
         let owner = self
             .instance_user(marker.port)
             .await

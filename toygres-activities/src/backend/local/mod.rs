@@ -235,7 +235,21 @@ impl LocalBackend {
 
     /// The data dir of instance `name` (for tests and drills).
     pub fn data_dir(&self, name: &InstanceName) -> PathBuf {
-        self.instance_dir(name).join("data")
+        match self.read_marker(name) {
+            Ok(Some(marker)) => self.home(name, &marker).join("data"),
+            _ => self.instance_dir(name).join("data"),
+        }
+    }
+
+    /// The folder of instance `name`'s cluster (data dir, log, socket): its own folder, or, for
+    /// an instance born in the warm pool, the folder of its port, where its server started
+    /// before it had a name (a running server's data dir cannot move).
+    fn home(&self, name: &InstanceName, marker: &Marker) -> PathBuf {
+        if marker.port_keyed {
+            self.port_folder(marker.port)
+        } else {
+            self.instance_dir(name)
+        }
     }
 
     fn instance_dir(&self, name: &InstanceName) -> PathBuf {
@@ -291,7 +305,7 @@ impl LocalBackend {
                     marker.postgres_version
                 ))
             })?;
-        let dir = self.instance_dir(name);
+        let dir = self.home(name, marker);
         Ok(PgCluster {
             bin_dir: bin_dir.to_path_buf(),
             data_dir: dir.join("data"),
@@ -299,7 +313,7 @@ impl LocalBackend {
             // A private socket for the control plane (first credentials, pgBackRest).
             listen: Listen::Loopback {
                 port: marker.port,
-                socket_dir: Some(self.socket_dir(name)),
+                socket_dir: Some(self.socket_dir(name, marker)),
             },
             run_as: self.instance_user(marker.port).await?,
             init_as: self.inner.run_as,
@@ -347,9 +361,13 @@ impl LocalBackend {
             .hand_over_tree(&cluster.data_dir)
             .map_err(permanent)?;
         // The old identity's socket folder goes; the next start makes it the new one's.
-        remove_dir_if_present(&self.socket_dir(name))
-            .await
-            .map_err(transient)?;
+        if let Listen::Loopback {
+            socket_dir: Some(socket_dir),
+            ..
+        } = &cluster.listen
+        {
+            remove_dir_if_present(socket_dir).await.map_err(transient)?;
+        }
         Ok(())
     }
 
@@ -453,7 +471,11 @@ impl LocalBackend {
     /// caller holds the instance's lock.
     async fn remove(&self, name: &InstanceName) -> Result<(), BackendError> {
         let dir = self.instance_dir(name);
-        if let Some(marker) = self.read_marker(name)? {
+        let marker = self.read_marker(name)?;
+        let home = marker
+            .as_ref()
+            .map_or_else(|| dir.clone(), |marker| self.home(name, marker));
+        if let Some(marker) = marker {
             let cluster = self.cluster(name, &marker).await?;
             self.as_data_owner(&cluster)?
                 .stop()
@@ -466,8 +488,8 @@ impl LocalBackend {
                     .map_err(transient)?;
             }
         }
-        let socket_dir = self.socket_dir(name);
-        if crate::socket_dir::is_detached(&dir, &socket_dir) {
+        let socket_dir = crate::socket_dir::socket_dir_for(&home);
+        if crate::socket_dir::is_detached(&home, &socket_dir) {
             remove_dir_if_present(&socket_dir)
                 .await
                 .map_err(transient)?;

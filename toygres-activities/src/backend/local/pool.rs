@@ -9,15 +9,15 @@
 //! <root>/.pool/.refill.lock       held by the one process refilling
 //! <root>/.pool/<slot>.lock        held while the slot is made
 //! <root>/.pool/<slot>/slot.json   version, port, ready
-//! <root>/.pool/<slot>/data, postgres.log, run/   as in an instance's folder
-//! <root>/.ports/<port>/pg_hba.conf, archive.sh   what its server reads, named by its port
+//! <root>/.ports/<port>/data, postgres.log, run/, pg_hba.conf, pgbackrest-archive.sh
+//!                                 the cluster, named by its port
 //! ```
 //! A claim writes the instance's marker into the slot and renames the slot's folder to the
 //! instance's, both under the pool's lock: the rename is atomic, so a slot goes to one create
 //! only, and a crash between the two leaves a slot that names its create, which that create's
-//! retry takes (or its delete removes). Paths fixed on a server's command line when it started
-//! (its `pg_hba.conf`, its archive command) are named by its port, which it keeps; its socket
-//! and log file move with the folder.
+//! retry takes (or its delete removes). The cluster itself does not move (a running server's
+//! data dir, socket and the paths on its command line cannot): it lives in the folder of its
+//! port, which it keeps as an instance.
 
 use super::backups::{archive_pins, shell_word};
 use super::{LocalBackend, MARKER, Marker, permanent, transient, write_file_atomically};
@@ -25,7 +25,7 @@ use crate::backend::{BackendError, DeploySpec, PoolReport};
 use crate::fslock::FileLock;
 use crate::pgcluster::{Listen, PgCluster, PostmasterState, remove_dir_if_present};
 use crate::privilege;
-use crate::socket_dir::{is_detached, socket_dir_for};
+use crate::socket_dir::socket_dir_for;
 use crate::validation::InstanceName;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -39,8 +39,8 @@ const POOL: &str = ".pool";
 const PORTS: &str = ".ports";
 /// A slot's description.
 const SLOT: &str = "slot.json";
-/// The archive script of a port.
-const ARCHIVE_SCRIPT: &str = "archive.sh";
+/// The archive script of a port (pgBackRest checks that the archive command names it).
+const ARCHIVE_SCRIPT: &str = "pgbackrest-archive.sh";
 /// How long a pooled server may take to accept connections once started.
 const SLOT_START: Duration = Duration::from_secs(60);
 
@@ -182,12 +182,8 @@ impl LocalBackend {
     /// for this very create left named after it.
     async fn take_from_pool(&self, spec: &DeploySpec) -> Result<Option<Marker>, BackendError> {
         let target = self.instance_dir(&spec.name);
-        // The socket moves with the folder only when it lives inside it; a create from before
-        // the control plane's roles makes its cluster with initdb.
-        if is_detached(&target, &socket_dir_for(&target))
-            || !self.pool_dir().exists()
-            || spec.superuser != crate::roles::ADMIN
-        {
+        // A create from before the control plane's roles makes its cluster with initdb.
+        if !self.pool_dir().exists() || spec.superuser != crate::roles::ADMIN {
             return Ok(None);
         }
         // Port choices see a slot either in the pool or as the instance, never neither.
@@ -213,8 +209,7 @@ impl LocalBackend {
                         if slot.ready
                             && slot.version == spec.postgres_version
                             && found.claimed_by.is_none()
-                            && !is_detached(&found.dir, &socket_dir_for(&found.dir))
-                            && self.slot_cluster_state(&found.dir) == PostmasterState::Ready =>
+                            && self.slot_cluster_state(slot.port) == PostmasterState::Ready =>
                     {
                         Some((found.dir, slot))
                     }
@@ -244,13 +239,14 @@ impl LocalBackend {
         Ok(Some(marker))
     }
 
-    /// Whether the server of the slot in `dir` is up (from its `postmaster.pid`).
-    fn slot_cluster_state(&self, dir: &Path) -> PostmasterState {
+    /// Whether the server of the slot on `port` is up (from its `postmaster.pid`).
+    fn slot_cluster_state(&self, port: u16) -> PostmasterState {
+        let home = self.port_folder(port);
         let probe = PgCluster {
             bin_dir: PathBuf::new(),
-            data_dir: dir.join("data"),
-            log_file: dir.join("postgres.log"),
-            listen: Listen::Socket { dir: dir.into() },
+            data_dir: home.join("data"),
+            log_file: home.join("postgres.log"),
+            listen: Listen::Socket { dir: home },
             run_as: self.inner.run_as,
             init_as: self.inner.run_as,
             hba_file: None,
@@ -371,7 +367,7 @@ impl LocalBackend {
             };
             let dead = match &found.slot {
                 Some(slot) if slot.ready => {
-                    self.slot_cluster_state(&found.dir) == PostmasterState::Down
+                    self.slot_cluster_state(slot.port) == PostmasterState::Down
                 }
                 // Not ready and nobody making it: a maker died.
                 _ => true,
@@ -384,8 +380,9 @@ impl LocalBackend {
         Ok(removed)
     }
 
-    /// The cluster of a slot, as its server runs.
-    async fn slot_cluster(&self, dir: &Path, slot: &Slot) -> Result<PgCluster, BackendError> {
+    /// The cluster of a slot, as its server runs (in the folder of its port).
+    async fn slot_cluster(&self, slot: &Slot) -> Result<PgCluster, BackendError> {
+        let home = self.port_folder(slot.port);
         let bin_dir = self.inner.binaries.bin_dir(&slot.version).ok_or_else(|| {
             BackendError::Permanent(format!(
                 "PostgreSQL {} binaries are no longer installed",
@@ -398,15 +395,15 @@ impl LocalBackend {
         };
         Ok(PgCluster {
             bin_dir: bin_dir.to_path_buf(),
-            data_dir: dir.join("data"),
-            log_file: dir.join("postgres.log"),
+            data_dir: home.join("data"),
+            log_file: home.join("postgres.log"),
             listen: Listen::Loopback {
                 port: slot.port,
-                socket_dir: Some(socket_dir_for(dir)),
+                socket_dir: Some(socket_dir_for(&home)),
             },
             run_as: self.instance_user(slot.port).await?,
             init_as: self.inner.run_as,
-            hba_file: Some(self.port_folder(slot.port).join(super::HBA_FILE)),
+            hba_file: Some(home.join(super::HBA_FILE)),
             settings: Default::default(),
             pinned,
         })
@@ -415,11 +412,15 @@ impl LocalBackend {
     /// Stops a slot's server and removes its folders.
     async fn remove_slot(&self, found: &FoundSlot) -> Result<(), BackendError> {
         if let Some(slot) = &found.slot {
-            if let Ok(cluster) = self.slot_cluster(&found.dir, slot).await {
+            if let Ok(cluster) = self.slot_cluster(slot).await {
                 self.as_data_owner(&cluster)?
                     .stop()
                     .await
                     .map_err(transient)?;
+                let socket = socket_dir_for(&self.port_folder(slot.port));
+                if crate::socket_dir::is_detached(&self.port_folder(slot.port), &socket) {
+                    remove_dir_if_present(&socket).await.map_err(transient)?;
+                }
             }
             remove_dir_if_present(&self.port_folder(slot.port))
                 .await
@@ -472,7 +473,11 @@ impl LocalBackend {
             write_slot(&dir, &slot)?;
             slot
         };
-        let cluster = self.slot_cluster(&dir, &slot).await?;
+        let cluster = self.slot_cluster(&slot).await?;
+        // A folder of this port left by something else is no cluster of ours.
+        remove_dir_if_present(&self.port_folder(slot.port))
+            .await
+            .map_err(transient)?;
         self.write_port_file(
             slot.port,
             super::HBA_FILE,

@@ -122,7 +122,7 @@ async fn an_interrupted_claim_goes_to_its_own_create_only() -> TestResult {
     client.batch_execute("SELECT 1").await?;
     // Its private socket no longer lets the control plane in without the password.
     assert!(
-        super::restore::connect(&backend.socket_dir(&first.name), pooled_port, None)
+        super::restore::connect(&backend.socket_dir(&first.name, &marker), pooled_port, None)
             .await
             .is_err()
     );
