@@ -77,15 +77,16 @@ number() {
     [[ "$body" =~ \"$key\":([0-9]+) ]] && printf '%s' "${BASH_REMATCH[1]}"
 }
 
+# Polls operation $2 on server $1 every $3 seconds (default 5 ms) until it succeeds.
 wait_succeeded() {
-    local api="$1" op="$2" status
+    local api="$1" op="$2" pause="${3:-0.005}" status
     while :; do
         status=$(field "$(curl -sf "http://127.0.0.1:$api/operations/$op")" status)
         case "$status" in
             succeeded) return 0 ;;
             failed|canceled) echo "operation $op $status" >&2; exit 1 ;;
         esac
-        sleep 0.005
+        sleep "$pause"
     done
 }
 
@@ -162,15 +163,21 @@ awk -v m="$POOL" -v p="$POOL_P90" -v f="$FLOOR" 'BEGIN { printf "%-10s %6d ms %6
 echo "creating $CONCURRENT instances at once (template server)" >&2
 mkdir -p "$WORK/many"
 start=$(now_ms)
+waiting=()
 for i in $(seq 1 "$CONCURRENT"); do
     curl -sf -X POST "http://127.0.0.1:$API_TEMPLATE/instances" -H 'Content-Type: application/json' \
         -d "{\"name\":\"many-$i\"}" > "$WORK/many/$i.json" &
+    waiting+=($!)
 done
-wait
+# (a bare `wait` would wait for the servers too)
+for pid in "${waiting[@]}"; do wait "$pid"; done
+waiting=()
 for i in $(seq 1 "$CONCURRENT"); do
-    wait_succeeded "$API_TEMPLATE" "$(field "$(cat "$WORK/many/$i.json")" id)" &
+    # Every 100 ms: fifty pollers must not starve the creates they time.
+    wait_succeeded "$API_TEMPLATE" "$(field "$(cat "$WORK/many/$i.json")" id)" 0.1 &
+    waiting+=($!)
 done
-wait
+for pid in "${waiting[@]}"; do wait "$pid"; done
 end=$(now_ms)
 ELAPSED=$((end - start))
 # Distinct ports, and data of each instance's own: a row written in each, read back alone.

@@ -26,7 +26,7 @@ const RELOAD_LIMIT: Duration = Duration::from_secs(10);
 /// How long a server just started may show no pid file before it counts as down.
 const DOWN_GRACE: Duration = Duration::from_secs(5);
 /// Time between two checks of the server's state while waiting.
-const CHECK_EVERY: Duration = Duration::from_millis(3);
+const CHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// The `pg_hba.conf` rules of the instance `marker` describes.
 pub(super) fn hba_rules(marker: &Marker) -> &'static str {

@@ -417,6 +417,34 @@ impl LocalBackend {
         )
     }
 
+    /// Starts the deployed instance's server (when it is not running) and, for a copy that has
+    /// no password yet, gives its bootstrap superuser one; else makes sure a server that was
+    /// running applies the rules in its `pg_hba.conf` (an earlier attempt may have written the
+    /// real ones without the server reading them).
+    async fn start_with_credentials(
+        &self,
+        spec: &DeploySpec,
+        marker: &mut Marker,
+        cluster: &PgCluster,
+        was_running: bool,
+    ) -> Result<(), BackendError> {
+        self.launch(&spec.name, marker, cluster).await?;
+        if marker.awaiting_credentials {
+            self.set_first_credentials(
+                &spec.name,
+                marker,
+                cluster,
+                &spec.superuser,
+                &spec.superuser_verifier,
+            )
+            .await
+        } else if was_running {
+            self.apply_hba(cluster, marker.port).await
+        } else {
+            Ok(())
+        }
+    }
+
     /// Claims a port and writes the marker for a new instance.
     async fn claim(&self, spec: &DeploySpec) -> Result<Marker, BackendError> {
         let _ports = self.inner.port_lock.lock().await;
@@ -545,6 +573,7 @@ impl Backend for LocalBackend {
             });
         }
         let _guard = self.lock(&spec.name).await?;
+        let started = std::time::Instant::now();
         let existing = self.read_marker(&spec.name)?;
         let (mut marker, mut outcome) = match existing {
             Some(marker) if marker.uid == spec.uid => (marker, DeployOutcome::Adopted),
@@ -587,24 +616,34 @@ impl Backend for LocalBackend {
             .await?;
             outcome = DeployOutcome::Created;
         }
-        // The stanza exists before the server archives its first segment.
-        self.prepare_stanza(&spec.name, &marker, &cluster).await?;
-        self.write_archive_script(&spec.name, &marker)?;
+        let placed = started.elapsed();
         let was_running = cluster.postmaster_state() != PostmasterState::Down;
-        self.launch(&spec.name, &marker, &cluster).await?;
-        if marker.awaiting_credentials {
-            self.set_first_credentials(
-                &spec.name,
-                &mut marker,
-                &cluster,
-                &spec.superuser,
-                &spec.superuser_verifier,
-            )
-            .await?;
-        } else if was_running {
-            // An earlier attempt may have written the real rules without the server reading them.
-            self.apply_hba(&cluster, marker.port).await?;
+        if was_running && marker.port_keyed {
+            // Born in the warm pool, so running already: its archive script archives nothing
+            // until it names the stanza, which is made while the server gets its credentials.
+            let for_stanza = marker.clone();
+            let (stanza, started_up) = tokio::join!(
+                self.prepare_stanza(&spec.name, &for_stanza, &cluster),
+                self.start_with_credentials(spec, &mut marker, &cluster, was_running),
+            );
+            stanza?;
+            started_up?;
+            self.write_archive_script(&spec.name, &marker)?;
+        } else {
+            // The stanza exists before the server archives its first segment.
+            self.prepare_stanza(&spec.name, &marker, &cluster).await?;
+            self.write_archive_script(&spec.name, &marker)?;
+            self.start_with_credentials(spec, &mut marker, &cluster, was_running)
+                .await?;
         }
+        tracing::debug!(
+            instance = %spec.name,
+            ?outcome,
+            from_pool = marker.port_keyed,
+            data_ms = placed.as_millis() as u64,
+            rest_ms = (started.elapsed() - placed).as_millis() as u64,
+            "deployed"
+        );
         Ok(outcome)
     }
 

@@ -186,9 +186,17 @@ impl LocalBackend {
         let copied = {
             let scratch = scratch.clone();
             tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
+                let started = std::time::Instant::now();
                 copy_tree(&template, &scratch)?;
                 append_listen(&scratch, port)?;
-                sync_file_system(&scratch)
+                let copied = started.elapsed();
+                sync_file_system(&scratch)?;
+                tracing::debug!(
+                    copy_ms = copied.as_millis() as u64,
+                    sync_ms = (started.elapsed() - copied).as_millis() as u64,
+                    "copied the template"
+                );
+                Ok(())
             })
             .await
             .map_err(transient)?
@@ -276,8 +284,8 @@ async fn remove_stale_copies(target: &Path) -> Result<(), BackendError> {
 }
 
 /// Copies the tree `from` into the new folder `to`, keeping modes; files through
-/// `copy_file_range` (shared blocks where the file system can). Links are not followed (a
-/// template has none).
+/// `copy_file_range` (shared blocks where the file system can), except WAL segments, which are
+/// mostly zeros and copied sparsely. Links are not followed (a template has none).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let mode = std::fs::symlink_metadata(from)?.permissions().mode() & 0o7777;
@@ -288,11 +296,56 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         let target = to.join(entry.file_name());
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() && from.ends_with("pg_wal") {
+            copy_sparse(&entry.path(), &target)?;
         } else if kind.is_file() {
             std::fs::copy(entry.path(), &target)?;
         }
     }
     Ok(())
+}
+
+/// Copies the file `from` to the new file `to` (same mode), leaving holes where `from` has
+/// blocks of zeros: a template's WAL segment is 16 MB of which the checkpoint uses a part, and
+/// reading a hole gives the zeros PostgreSQL expects of unused WAL.
+fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    const BLOCK: usize = 8192;
+    let mut source = std::fs::File::open(from)?;
+    let mode = source.metadata()?.permissions().mode() & 0o7777;
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(to)?;
+    let mut block = vec![0u8; BLOCK];
+    let mut length: u64 = 0;
+    loop {
+        let read = read_block(&mut source, &mut block)?;
+        if read == 0 {
+            break;
+        }
+        if block[..read].iter().any(|byte| *byte != 0) {
+            target.seek(SeekFrom::Start(length))?;
+            target.write_all(&block[..read])?;
+        }
+        length += read as u64;
+    }
+    target.set_len(length)
+}
+
+/// Fills `block` from `source` as far as it goes; returns how much was read (0 at the end).
+fn read_block(source: &mut std::fs::File, block: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read as _;
+    let mut filled = 0;
+    while filled < block.len() {
+        match source.read(&mut block[filled..])? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    Ok(filled)
 }
 
 /// Flushes the file system holding `path` to disk.
@@ -333,6 +386,26 @@ mod tests {
             0o600
         );
         assert!(copy_tree(&from, &to).is_err(), "the target must be new");
+        Ok(())
+    }
+
+    #[test]
+    fn wal_segments_are_copied_with_holes_and_read_back_the_same()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir()?;
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("pg_wal"))?;
+        let mut segment = vec![0u8; 1 << 20];
+        segment[..100].fill(7);
+        segment[500_000..500_010].fill(9);
+        std::fs::write(from.join("pg_wal/000000010000000000000001"), &segment)?;
+        let to = dir.path().join("to");
+        copy_tree(&from, &to)?;
+        let copied = to.join("pg_wal/000000010000000000000001");
+        assert_eq!(std::fs::read(&copied)?, segment);
+        // Two blocks written, the rest holes (512-byte units).
+        assert!(std::fs::metadata(&copied)?.blocks() * 512 < 64 * 1024);
         Ok(())
     }
 
