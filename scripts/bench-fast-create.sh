@@ -38,8 +38,10 @@ stats() { sort -n | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : int((a[NR/2]
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-    for data in "$WORK"/floor-*/data "$WORK"/server-*/instances/*/data; do
-        [ -d "$data" ] && as_pg "$PG_BIN/pg_ctl" stop -D "$data" -m immediate >/dev/null 2>&1 || true
+    # Instances run as ids of their own (as root): their postmasters are stopped by signal.
+    for pidfile in "$WORK"/floor-*/data/postmaster.pid "$WORK"/server-*/instances/*/data/postmaster.pid \
+        "$WORK"/server-*/instances/.ports/*/data/postmaster.pid; do
+        [ -e "$pidfile" ] && kill -QUIT "$(head -1 "$pidfile")" 2>/dev/null || true
     done
     rm -rf "$WORK"
 }
@@ -120,8 +122,12 @@ ready_pool_ports() {
 start_server() {
     local kind="$1" api="$2" ports="$3" pool="$4"
     mkdir -p "$WORK/server-$kind"
+    # Backups stay on (each create makes its stanza, each server archives), but the scheduler's
+    # first full backup of every new instance would compete with the next measurement: it
+    # looks only once an hour here.
     TOYGRES_LISTEN="127.0.0.1:$api" TOYGRES_DATA_DIR="$WORK/server-$kind" TOYGRES_PORT_RANGE="$ports" \
-        TOYGRES_WARM_POOL="$pool" RUST_LOG=warn "$BIN" serve >"$WORK/server-$kind.log" 2>&1 &
+        TOYGRES_WARM_POOL="$pool" TOYGRES_BACKUP_CHECK_INTERVAL_SECS=3600 \
+        RUST_LOG="${TOYGRES_BENCH_LOG:-warn}" "$BIN" serve >"$WORK/server-$kind.log" 2>&1 &
     PIDS+=($!)
     until curl -sf "http://127.0.0.1:$api/readyz" >/dev/null; do sleep 0.1; done
 }
@@ -137,11 +143,15 @@ echo "measuring $RUNS x (floor by hand; create from the template; create from th
 : > "$WORK/floor.txt"; : > "$WORK/template.txt"; : > "$WORK/pool.txt"
 fallbacks=0
 for i in $(seq 1 "$RUNS"); do
+    # Each round starts on a quiet machine: the pool refilled after the last claim, and a pause
+    # for the deletes of the last round to finish their work.
+    until [ -n "$(ready_pool_ports)" ]; do sleep 0.05; done
+    sleep 1
     floor_once "$i" >> "$WORK/floor.txt"
     read -r _ ms < <(create_once "$API_TEMPLATE" "tpl-$i")
     echo "$ms" >> "$WORK/template.txt"
     delete_instance "$API_TEMPLATE" "tpl-$i"
-    until [ -n "$(ready_pool_ports)" ]; do sleep 0.05; done
+    sleep 1
     pooled=" $(ready_pool_ports | tr '\n' ' ')"
     read -r port ms < <(create_once "$API_POOL" "pool-$i")
     echo "$ms" >> "$WORK/pool.txt"

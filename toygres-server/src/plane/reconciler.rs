@@ -246,10 +246,10 @@ const POOL_ROLE: &str = "warm-pool";
 /// Makes sure the one warm-pool workflow runs (when this server keeps a pool); returns the id
 /// it started, if any.
 pub async fn ensure_warm_pool(plane: &ControlPlane) -> anyhow::Result<Option<String>> {
-    if !plane
+    if plane
         .backend
         .warm_pool()
-        .is_some_and(|pool| pool.size() > 0)
+        .is_none_or(|pool| pool.size() == 0)
     {
         return Ok(None);
     }
