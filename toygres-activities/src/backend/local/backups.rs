@@ -36,6 +36,8 @@ pub(super) const ORPHAN_WORK: &str = ".backups";
 
 /// How long a backup, restore or verify may run.
 pub(super) const LONG_COMMAND: Duration = Duration::from_secs(6 * 3600);
+/// How long a failed stanza-create waits before it is tried once more.
+const STANZA_RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// How long a quick command (stanza-create, check, info) may run.
 const SHORT_COMMAND: Duration = Duration::from_secs(300);
 
@@ -214,16 +216,20 @@ impl LocalBackend {
             privilege::set_mode(&repository, 0o700).map_err(permanent)?;
             owner.hand_over(&repository).map_err(permanent)?;
         }
-        self.pgbackrest(&path, &marker.uid, owner)
-            .map_err(backup_failure)?
-            .run(
-                "stanza-create",
-                &["--no-online".into()],
-                None,
-                SHORT_COMMAND,
-            )
-            .await
+        let pgbackrest = self
+            .pgbackrest(&path, &marker.uid, owner)
             .map_err(backup_failure)?;
+        let offline = ["--no-online".to_string()];
+        let create = || pgbackrest.run("stanza-create", &offline, None, SHORT_COMMAND);
+        if let Err(first) = create().await {
+            // The stanza-create of an attempt whose server was killed may still be writing the
+            // stanza's files (a child outlives a SIGKILLed parent), and this one then finds
+            // them half made ("archive directory not empty"): once that one is done, the stanza
+            // is complete and creating it again confirms it.
+            tracing::warn!(instance = %name, error = %first, "stanza-create failed; trying once more");
+            tokio::time::sleep(STANZA_RETRY_PAUSE).await;
+            create().await.map_err(backup_failure)?;
+        }
         Ok(())
     }
 
