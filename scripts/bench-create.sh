@@ -6,6 +6,8 @@
 #        cargo build --release -p toygres-server)
 # Prints the median of each and their ratio. Runs as root or as a normal user.
 set -euo pipefail
+# shellcheck source=lib/floor.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/floor.sh"
 
 RUNS="${1:-10}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,11 +20,7 @@ PASSWORD="bench-password-$$-$RANDOM"
 
 [ -x "$BIN" ] || { echo "missing $BIN: run cargo build --release -p toygres-server" >&2; exit 2; }
 
-as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 
-now_ms() { date +%s%3N; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -35,34 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-floor_once() {
-    local i="$1" dir="$WORK/floor-$1" port=$((16400 + $1))
-    mkdir -p "$dir" && chmod 755 "$dir"
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-    local start end
-    start=$(now_ms)
-    (umask 077; printf '%s' "$PASSWORD" > "$dir/pw")
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir/pw"
-    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C --no-instructions \
-        --auth=scram-sha-256 --pwfile="$dir/pw" >/dev/null
-    rm -f "$dir/pw"
-    printf "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\n" "$port" >> "$dir/data/postgresql.conf"
-    as_pg "$PG_BIN/pg_ctl" start -W -D "$dir/data" -l "$dir/log" >/dev/null
-    until PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atc 'SELECT version()' >/dev/null 2>&1; do
-        sleep 0.01
-    done
-    end=$(now_ms)
-    as_pg "$PG_BIN/pg_ctl" stop -D "$dir/data" -m immediate >/dev/null
-    rm -rf "$dir"
-    echo $((end - start))
-}
 
-# The value of a top-level-unique "key":"value" string field in a JSON body (no process spawn,
-# so polling adds no measurement overhead).
-field() {
-    local body="$1" key="$2"
-    [[ "$body" =~ \"$key\":\"([^\"]*)\" ]] && printf '%s' "${BASH_REMATCH[1]}"
-}
 
 server_once() {
     local i="$1" start end op status
@@ -94,7 +65,7 @@ until curl -sf "http://127.0.0.1:$PORT_API/readyz" >/dev/null; do sleep 0.1; don
 echo "measuring $RUNS x (floor: initdb + start + first connection by hand; server: POST -> succeeded)" >&2
 : > "$WORK/floor.txt"; : > "$WORK/server.txt"
 for i in $(seq 1 "$RUNS"); do
-    floor_once "$i" >> "$WORK/floor.txt"
+    floor_once "$i" "$((16400 + $i))" >> "$WORK/floor.txt"
     server_once "$i" >> "$WORK/server.txt"
 done
 FLOOR=$(median < "$WORK/floor.txt")

@@ -12,6 +12,8 @@
 #        build: cargo build --release -p toygres-server)
 # Prints medians and p90s, the ratios to the floor, and the concurrent phase's rate.
 set -euo pipefail
+# shellcheck source=lib/floor.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/floor.sh"
 
 RUNS="${1:-15}"
 CONCURRENT="${2:-50}"
@@ -26,11 +28,7 @@ PASSWORD="bench-password-$$-$RANDOM"
 
 [ -x "$BIN" ] || { echo "missing $BIN: run cargo build --release -p toygres-server" >&2; exit 2; }
 
-as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 
-now_ms() { date +%s%3N; }
 
 # median and p90 (nearest rank) of the numbers on stdin
 stats() { sort -n | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2); p = a[int((NR*9+9)/10)]; printf "%d %d\n", m, p}'; }
@@ -47,33 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-floor_once() {
-    local dir="$WORK/floor-$1" port=$((16400 + $1 % 90))
-    mkdir -p "$dir" && chmod 755 "$dir"
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-    local start end
-    start=$(now_ms)
-    (umask 077; printf '%s' "$PASSWORD" > "$dir/pw")
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir/pw"
-    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C --no-instructions \
-        --auth=scram-sha-256 --pwfile="$dir/pw" >/dev/null
-    rm -f "$dir/pw"
-    printf "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\n" "$port" >> "$dir/data/postgresql.conf"
-    as_pg "$PG_BIN/pg_ctl" start -W -D "$dir/data" -l "$dir/log" >/dev/null
-    until PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atc 'SELECT version()' >/dev/null 2>&1; do
-        sleep 0.01
-    done
-    end=$(now_ms)
-    as_pg "$PG_BIN/pg_ctl" stop -D "$dir/data" -m immediate >/dev/null
-    rm -rf "$dir"
-    echo $((end - start))
-}
 
-# The value of a top-level-unique "key":"value" string field in a JSON body (no process spawn).
-field() {
-    local body="$1" key="$2"
-    [[ "$body" =~ \"$key\":\"([^\"]*)\" ]] && printf '%s' "${BASH_REMATCH[1]}"
-}
 number() {
     local body="$1" key="$2"
     [[ "$body" =~ \"$key\":([0-9]+) ]] && printf '%s' "${BASH_REMATCH[1]}"
@@ -147,7 +119,7 @@ for i in $(seq 1 "$RUNS"); do
     # for the deletes of the last round to finish their work.
     until [ -n "$(ready_pool_ports)" ]; do sleep 0.05; done
     sleep 1
-    floor_once "$i" >> "$WORK/floor.txt"
+    floor_once "$i" "$((16400 + $i % 90))" >> "$WORK/floor.txt"
     read -r _ ms < <(create_once "$API_TEMPLATE" "tpl-$i")
     echo "$ms" >> "$WORK/template.txt"
     delete_instance "$API_TEMPLATE" "tpl-$i"

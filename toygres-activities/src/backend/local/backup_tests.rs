@@ -3,29 +3,18 @@
 //! point in time and latest (exactly the rows committed before each), from a deleted instance,
 //! and verifies.
 
+use super::test_specs::TestResult;
 use super::*;
 use crate::backend::InstanceRef;
 use crate::backup::agent::{InstanceBackups, RestoreSource, RestoreTarget};
 use crate::backup::{BackupSettings, Repository};
-use crate::model::{BackupType, Expose};
+use crate::model::BackupType;
 use std::time::Duration;
-
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const ADMIN_PASSWORD: &str = "backup-test-admin-password";
 
 fn spec(name: &str, uid: &str) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(DeploySpec {
-        name: InstanceName::parse(name)?,
-        namespace: None,
-        uid: uid.into(),
-        postgres_version: "15".into(),
-        storage_gb: 1,
-        superuser: crate::roles::ADMIN.into(),
-        superuser_verifier: crate::roles::scram_verifier(ADMIN_PASSWORD),
-        expose: Expose::Internal,
-        dns_label: None,
-    })
+    super::test_specs::spec(name, uid, ADMIN_PASSWORD)
 }
 
 async fn admin(

@@ -25,6 +25,8 @@ mod pool_tests;
 mod ports;
 mod restore;
 mod template;
+#[cfg(test)]
+mod test_specs;
 
 pub use binaries::PgBinaries;
 

@@ -217,16 +217,7 @@ impl LocalBackend {
                 }) else {
                     return Ok(None);
                 };
-                let marker = Marker {
-                    name: spec.name.to_string(),
-                    uid: spec.uid.clone(),
-                    postgres_version: slot.version,
-                    port: slot.port,
-                    stopped: false,
-                    parameters: BTreeMap::new(),
-                    awaiting_credentials: true,
-                    port_keyed: true,
-                };
+                let marker = Marker::pooled_for(spec, slot.version, slot.port);
                 let bytes = serde_json::to_vec_pretty(&marker).map_err(permanent)?;
                 write_file_atomically(&dir, MARKER, &bytes, 0o600)?;
                 (dir, marker)
@@ -500,6 +491,23 @@ impl LocalBackend {
         write_slot(&dir, &slot)?;
         tracing::debug!(slot = %id, port = slot.port, version, "a started cluster waits in the warm pool");
         Ok(())
+    }
+}
+
+impl Marker {
+    /// The marker of instance `spec` taking the pooled cluster of `version` on `port`: its
+    /// home is the folder of its port, and it has no password yet.
+    pub(super) fn pooled_for(spec: &DeploySpec, version: String, port: u16) -> Self {
+        Self {
+            name: spec.name.to_string(),
+            uid: spec.uid.clone(),
+            postgres_version: version,
+            port,
+            stopped: false,
+            parameters: BTreeMap::new(),
+            awaiting_credentials: true,
+            port_keyed: true,
+        }
     }
 }
 

@@ -3,29 +3,15 @@
 //! or handed out again, and goes with that create's delete; a taken cluster's private socket
 //! lets nobody in without a password once the deploy returns.
 
+use super::test_specs::TestResult;
 use super::*;
 use crate::backend::InstanceRef;
-use crate::model::Expose;
 use std::time::Duration;
-
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const ADMIN_PASSWORD: &str = "pool-test-admin-password";
 
 fn spec(name: &str, uid: &str) -> Result<DeploySpec, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(DeploySpec {
-        name: InstanceName::parse(name)?,
-        namespace: None,
-        uid: uid.into(),
-        postgres_version: PgBinaries::discover(None)
-            .newest()
-            .ok_or("no PostgreSQL binaries")?,
-        storage_gb: 1,
-        superuser: crate::roles::ADMIN.into(),
-        superuser_verifier: crate::roles::scram_verifier(ADMIN_PASSWORD),
-        expose: Expose::Internal,
-        dns_label: None,
-    })
+    super::test_specs::spec(name, uid, ADMIN_PASSWORD)
 }
 
 /// The one unclaimed slot folder of the pool, and its port.
@@ -50,16 +36,7 @@ fn only_slot(
 
 /// Names a slot after a create, as a claim does just before it moves the slot into place.
 fn interrupted_claim(dir: &Path, spec: &DeploySpec, port: u16) -> TestResult {
-    let marker = Marker {
-        name: spec.name.to_string(),
-        uid: spec.uid.clone(),
-        postgres_version: spec.postgres_version.clone(),
-        port,
-        stopped: false,
-        parameters: BTreeMap::new(),
-        awaiting_credentials: true,
-        port_keyed: true,
-    };
+    let marker = Marker::pooled_for(spec, spec.postgres_version.clone(), port);
     std::fs::write(dir.join(MARKER), serde_json::to_vec(&marker)?)?;
     Ok(())
 }
